@@ -1,0 +1,237 @@
+"""Command-line interface: ``nuskybgd TASK [options]``.
+
+The only module that parses arguments. Each task lives in
+``nuskybgd/tasks/<task>.py`` and provides ``SUMMARY`` (one line),
+``add_arguments(parser)`` and ``run(args)``; optionally ``DESCRIPTION``
+(shown by ``nuskybgd TASK --help``, with examples) and ``LEGACY`` (a mapping
+from the original tool's ``key=value`` names to option strings).
+
+For drop-in use every task also accepts the original's ``key=value``
+arguments (``savefile=bgd`` becomes ``--savefile bgd``) and the ``!name``
+prefix, which means "overwrite" (same as ``--clobber``).
+"""
+
+import argparse
+import importlib
+import logging
+import re
+import sys
+
+from . import __version__
+from .errors import NuskybgdError
+
+__all__ = ["TASKS", "main", "build_parser", "translate_legacy"]
+
+#: Task names in the order shown by ``nuskybgd --help``.
+TASKS = (
+    "simulate", "mkimgs", "aspecthist", "mkinstrmap", "projbgd", "extract",
+    "fit", "spec", "simplify", "image", "absrmf", "demo",
+)
+
+_PLANNED = {
+    "simulate": "make a synthetic NuSTARDAS-layout observation with its CALDB",
+    "mkimgs": "counts image of an event file in an energy band",
+    "aspecthist": "aspect histogram from the DET1 reference-point file",
+    "mkinstrmap": "instrument map (detector number per DET1 pixel) with bad pixels removed",
+    "projbgd": "project aperture and detector images onto the sky",
+    "extract": "extract a spectrum, RMF and grouped spectrum for a region",
+    "fit": "fit the background model to background-region spectra",
+    "spec": "rescale the fitted background to source regions",
+    "simplify": "background-only XSPEC state for the source spectra",
+    "image": "background model images in an energy band",
+    "absrmf": "RMFs with detector absorption, one per detector",
+    "demo": "run the whole chain on a simulated observation",
+}
+
+_LEGACY_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
+
+
+def _load_task(name):
+    try:
+        return importlib.import_module(f"nuskybgd.tasks.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"nuskybgd.tasks.{name}":
+            return None
+        raise
+
+
+def _not_implemented(name):
+    def run(args):
+        raise NuskybgdError("not implemented yet")
+    return run
+
+
+def build_parser():
+    """Build the argument parser with one subcommand per task.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The top-level parser; each subparser carries ``_task_run`` and
+        ``_task_legacy`` defaults.
+    """
+    parser = argparse.ArgumentParser(
+        prog="nuskybgd",
+        description="NuSTAR background modelling without HEASoft or XSPEC.",
+        epilog="Run 'nuskybgd TASK --help' for a task's options and examples. "
+               "Original-style key=value arguments and the '!' overwrite prefix are accepted.",
+    )
+    parser.add_argument("--version", action="version", version=f"nuskybgd {__version__}")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="verbosity of messages on stderr (default INFO)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="task", metavar="TASK")
+    for name in TASKS:
+        mod = _load_task(name)
+        summary = getattr(mod, "SUMMARY", None) or _PLANNED[name]
+        if mod is None:
+            summary += " (not implemented yet)"
+        p = sub.add_parser(name, help=summary, description=getattr(mod, "DESCRIPTION", summary),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        if mod is not None:
+            mod.add_arguments(p)
+            p.set_defaults(_task_run=mod.run, _task_legacy=getattr(mod, "LEGACY", {}))
+        else:
+            p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+            p.set_defaults(_task_run=_not_implemented(name), _task_legacy=None)
+        if not any("--clobber" in a.option_strings for a in p._actions):
+            p.add_argument("--clobber", action="store_true", help="overwrite existing output files")
+    return parser
+
+
+def _option_strings(subparser):
+    opts = {}
+    for action in subparser._actions:
+        for s in action.option_strings:
+            opts[s] = action
+    return opts
+
+
+def translate_legacy(argv, subparser, legacy=None):
+    """Turn the original tool's ``key=value`` arguments into options.
+
+    Parameters
+    ----------
+    argv : list of str
+        Arguments after the task name.
+    subparser : argparse.ArgumentParser
+        The task's parser (its option strings define the accepted keys).
+    legacy : dict, optional
+        Extra mapping ``key -> option string`` for keys whose modern option
+        has another name.
+
+    Returns
+    -------
+    list of str
+        Arguments in the modern form. A value (or positional argument)
+        starting with ``!`` loses the ``!`` and adds ``--clobber``.
+
+    Raises
+    ------
+    NuskybgdError
+        For a ``key=value`` whose key the task does not know.
+    """
+    legacy = legacy or {}
+    opts = _option_strings(subparser)
+    out, clobber = [], False
+    it = iter(argv)
+    expects_value = False
+    for tok in it:
+        if tok == "--":
+            out.append(tok)
+            out.extend(it)
+            break
+        if expects_value:  # the value of a modern option is taken as it is
+            out.append(tok)
+            expects_value = False
+            continue
+        if tok.startswith("-"):
+            action = opts.get(tok)
+            expects_value = action is not None and action.nargs != 0
+            out.append(tok)
+            continue
+        m = _LEGACY_KEY.match(tok)
+        if m:
+            key, value = m.group(1), m.group(2)
+            opt = legacy.get(key) or legacy.get(key.lower())
+            if opt is None:
+                for cand in (f"--{key}", f"--{key.lower()}", f"--{key.replace('_', '-')}",
+                             f"--{key.lower().replace('_', '-')}"):
+                    if cand in opts:
+                        opt = cand
+                        break
+            if opt is None:
+                raise NuskybgdError(f"{subparser.prog}: unknown argument '{key}=' (see --help)")
+            if value.startswith("!") and len(value) > 1:
+                value, clobber = value[1:], True
+            if opt == "--clobber":
+                clobber = clobber or value.strip().lower() in ("yes", "y", "true", "1")
+                continue
+            action = opts.get(opt)
+            if action is not None and action.nargs == 0:  # flags: key=yes/no
+                if value.strip().lower() in ("yes", "y", "true", "1"):
+                    out.append(opt)
+                continue
+            out.extend([opt, value])
+        elif tok.startswith("!") and len(tok) > 1:
+            out.append(tok[1:])
+            clobber = True
+        else:
+            out.append(tok)
+    if clobber and "--clobber" not in out:
+        out.append("--clobber")
+    return out
+
+
+def main(argv=None):
+    """Entry point of the ``nuskybgd`` command.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit code: 0 on success, 2 for input errors, 1 for internal errors.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # Split global options from the task and its arguments.
+    task_idx = next((i for i, a in enumerate(argv) if a in TASKS), None)
+    debug = "--debug" in argv[: task_idx if task_idx is not None else len(argv)]
+    try:
+        if task_idx is not None:
+            sub = parser._subparsers._group_actions[0].choices[argv[task_idx]]
+            legacy = sub.get_default("_task_legacy")
+            if legacy is not None:  # None: a task not built yet takes anything
+                argv = argv[: task_idx + 1] + translate_legacy(argv[task_idx + 1:], sub, legacy)
+        args = parser.parse_args(argv)
+        if args.task is None:
+            parser.print_help(sys.stderr)
+            return 2
+        logging.basicConfig(level=getattr(logging, args.log_level), format="nuskybgd: %(message)s",
+                            stream=sys.stderr)
+        rc = args._task_run(args)
+        return int(rc or 0)
+    except NuskybgdError as exc:
+        if debug:
+            raise
+        task = argv[task_idx] if task_idx is not None else ""
+        print(f"nuskybgd {task}: error: {exc}".replace("  ", " "), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("nuskybgd: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # pragma: no cover - unexpected failures stay one line too
+        if debug:
+            raise
+        print(f"nuskybgd: internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

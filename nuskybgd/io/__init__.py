@@ -1,0 +1,1 @@
+"""Readers and writers: FITS/OGIP files, DS9 regions, XSPEC XCM files, outputs."""

@@ -1,0 +1,1 @@
+"""One module per command-line task (see :mod:`nuskybgd.cli`)."""

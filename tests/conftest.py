@@ -1,0 +1,49 @@
+"""Shared fixtures: paths to ../shared (read in place, never copied)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("NUSKYBGD_SHARED", REPO.parent / "shared")).resolve()
+
+# Tests read the calibration bundle and the apec template in place.
+os.environ.setdefault("NUSKYBGD_AUXIL", str(SHARED / "nuskybgd-auxil"))
+os.environ.setdefault("NUSKYBGD_APEC_TEMPLATE",
+                      str(SHARED / "apec" / "nnapec_intbgd_kT1.14579_Z1.32692_nustar_bins.txt"))
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def shared():
+    """Path of the shared data folder (``../shared``)."""
+    if not SHARED.is_dir():
+        pytest.fail(f"shared data folder {SHARED} not found; set NUSKYBGD_SHARED")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def real(shared):
+    """Path of ``shared/real`` (real NuSTAR files)."""
+    return shared / "real"
+
+
+@pytest.fixture(scope="session")
+def shared_caldb(shared):
+    """Path of ``shared/caldb/nustar`` (real CALDB pieces, no index)."""
+    return shared / "caldb" / "nustar"
+
+
+@pytest.fixture(scope="session")
+def auxil_dir(shared):
+    """Path of the original calibration bundle."""
+    return shared / "nuskybgd-auxil"
+
+
+@pytest.fixture(scope="session")
+def simulated_obs(tmp_path_factory):
+    """A simulated observation (``nuskybgd simulate``), made once per session."""
+    from nuskybgd.simulate import simulate_observation
+    out = tmp_path_factory.mktemp("simobs")
+    return simulate_observation(out, seed=1)
