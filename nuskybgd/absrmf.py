@@ -1,0 +1,436 @@
+"""RMFs with detector absorption (``nuskybgd absrmf``).
+
+NuSTAR's detector absorption (CALDB ``DETABS``, one table per detector) is
+normally applied through the ARF. For background components that have no ARF
+of their own (or when a user wants one response per detector), the
+absorption can be folded into the redistribution matrix instead: every
+matrix row (one input energy) is multiplied by the absorption at that
+energy, ``R'(E, c) = DETABS(E) * R(E, c)``.
+
+Kernels (:func:`detabs_on_grid`, :func:`weighted_detabs`,
+:func:`scale_matrix_rows`) are pure numpy; :func:`read_detabs` and
+:func:`make_absrmf` do the file work. Output names follow the original tool:
+``OUTPREFIX + "<det><module>.rmf"`` (``bgd/det`` -> ``bgd/det0A.rmf`` ...
+``bgd/det3A.rmf``), and ``OUTPREFIX + "<module>.rmf"`` for the
+detector-fraction-weighted response.
+"""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from .errors import NuskybgdError
+from .io.fitsfile import open_fits
+from .io.output import atomic_outputs
+
+__all__ = [
+    "detabs_on_grid", "weighted_detabs", "scale_matrix_rows", "read_detabs",
+    "absorbed_rmf_hdulist", "absrmf_names", "make_absrmf",
+]
+
+log = logging.getLogger("nuskybgd")
+
+
+def detabs_on_grid(energ_lo, energ_hi, d_lo, d_hi, detabs):
+    """Detector absorption on an RMF's energy grid.
+
+    Parameters
+    ----------
+    energ_lo, energ_hi : array_like, shape (n,)
+        RMF energy bin edges (keV).
+    d_lo, d_hi : array_like, shape (m,)
+        DETABS table energy bin edges (keV).
+    detabs : array_like, shape (m,)
+        Absorption (transmission, dimensionless, 0..1) per DETABS bin.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,)
+        The transmission for each RMF row, float64. When the two grids are
+        the same (to 1e-5 keV) the table is taken as it is; otherwise it is
+        interpolated linearly at the RMF bin centres (constant beyond the
+        table's ends).
+    """
+    elo = np.asarray(energ_lo, float)
+    ehi = np.asarray(energ_hi, float)
+    dlo = np.asarray(d_lo, float)
+    dhi = np.asarray(d_hi, float)
+    val = np.asarray(detabs, float)
+    if elo.shape == dlo.shape and np.allclose(elo, dlo, rtol=0, atol=1e-5) \
+            and np.allclose(ehi, dhi, rtol=0, atol=1e-5):
+        return val.copy()
+    return np.interp(0.5 * (elo + ehi), 0.5 * (dlo + dhi), val)
+
+
+def weighted_detabs(tables, fractions):
+    """Detector-fraction-weighted absorption.
+
+    Parameters
+    ----------
+    tables : array_like, shape (4, n)
+        Transmission of detectors 0..3 on a common energy grid.
+    fractions : array_like, shape (4,)
+        Non-negative weights (e.g. the area of a region on each detector);
+        normalised to unit sum here.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,)
+        ``sum_k f_k tables[k] / sum_k f_k``.
+
+    Raises
+    ------
+    NuskybgdError
+        If the weights are not 4 finite non-negative numbers with a positive sum.
+    """
+    f = np.asarray(fractions, float).ravel()
+    if f.size != 4 or not np.all(np.isfinite(f)) or np.any(f < 0) or f.sum() <= 0:
+        raise NuskybgdError(f"detector fractions {list(f)}: need 4 finite values >= 0 with a positive sum")
+    f = f / f.sum()
+    return np.tensordot(f, np.asarray(tables, float), axes=1)
+
+
+def scale_matrix_rows(matrix, factors):
+    """Multiply each RMF matrix row by a factor.
+
+    Parameters
+    ----------
+    matrix : sequence of array_like or numpy.ndarray
+        The ``MATRIX`` column of an RMF: a 2-D array (fixed-length rows) or a
+        sequence of 1-D arrays (variable-length rows of the compressed
+        format). Values are probabilities per channel (dimensionless, or
+        cm^2 for an RSP).
+    factors : array_like, shape (n_rows,)
+        One factor per row (transmission at the row's energy).
+
+    Returns
+    -------
+    numpy.ndarray or list of numpy.ndarray
+        Same layout as the input, float32 like the OGIP files (rows scaled in
+        float64, then rounded once).
+    """
+    factors = np.asarray(factors, float)
+    if isinstance(matrix, np.ndarray) and matrix.ndim == 2:
+        if matrix.shape[0] != factors.size:
+            raise ValueError("one factor per matrix row needed")
+        return (matrix.astype(float) * factors[:, None]).astype(np.float32)
+    rows = list(matrix)
+    if len(rows) != factors.size:
+        raise ValueError("one factor per matrix row needed")
+    return [(np.asarray(r, float) * f).astype(np.float32) for r, f in zip(rows, factors)]
+
+
+def read_detabs(path, detector):
+    """Read one detector's table from a CALDB DETABS file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        DETABS file (one ``DETABS`` extension per detector, keyword ``DETNAM``
+        DET0..DET3; a file with a single DETABS extension is used for every
+        detector).
+    detector : int
+        Detector 0..3.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(energ_lo, energ_hi, detabs)`` in keV, keV, transmission.
+
+    Raises
+    ------
+    NuskybgdError
+        Missing file, no DETABS extension, no extension for that detector,
+        missing columns or non-finite values.
+    """
+    with open_fits(path, "DETABS file") as hdul:
+        exts = [h for h in hdul[1:] if str(h.header.get("EXTNAME", "")).strip().upper() == "DETABS"
+                or "DETABS" in getattr(h, "columns", fits.ColDefs([])).names]
+        if not exts:
+            raise NuskybgdError(f"{path}: no DETABS extension (not a CALDB detector absorption file)")
+        want = f"DET{int(detector)}"
+        match = [h for h in exts if str(h.header.get("DETNAM", "")).strip().upper() == want]
+        if match:
+            hdu = match[0]
+        elif len(exts) == 1:
+            hdu = exts[0]
+        else:
+            raise NuskybgdError(f"{path}: no DETABS extension with DETNAM = '{want}'")
+        names = [n.upper() for n in hdu.columns.names]
+        for col in ("ENERG_LO", "ENERG_HI", "DETABS"):
+            if col not in names:
+                raise NuskybgdError(f"{path}: DETABS extension for {want} lacks column {col}")
+        lo = np.asarray(hdu.data["ENERG_LO"], float)
+        hi = np.asarray(hdu.data["ENERG_HI"], float)
+        val = np.asarray(hdu.data["DETABS"], float)
+    if val.ndim != 1 or not np.all(np.isfinite(val)):
+        raise NuskybgdError(f"{path}: DETABS of {want} has non-finite values")
+    return lo, hi, val
+
+
+def _matrix_hdu(hdul, path):
+    for h in hdul[1:]:
+        name = str(h.header.get("EXTNAME", "")).strip().upper()
+        if name in ("MATRIX", "SPECRESP MATRIX"):
+            return h
+    raise NuskybgdError(f"{path}: no MATRIX or SPECRESP MATRIX extension (not an RMF)")
+
+
+def absorbed_rmf_hdulist(rmf_hdul, factors, history=None, path="RMF"):
+    """Copy of an RMF with every matrix row multiplied by a factor.
+
+    Parameters
+    ----------
+    rmf_hdul : astropy.io.fits.HDUList
+        The RMF as read (``MATRIX`` and ``EBOUNDS`` extensions); not modified.
+    factors : array_like, shape (n_energy,)
+        Transmission per matrix row (see :func:`detabs_on_grid`).
+    history : list of str, optional
+        HISTORY cards added to the matrix extension.
+    path : str
+        Name used in error messages.
+
+    Returns
+    -------
+    astropy.io.fits.HDUList
+        A new file content: all extensions copied, the matrix extension with
+        scaled rows (compressed N_GRP/F_CHAN/N_CHAN layout kept as it is).
+    """
+    src = _matrix_hdu(rmf_hdul, path)
+    idx = rmf_hdul.index_of(src)
+    factors = np.asarray(factors, float)
+    if src.data is None or len(src.data) != factors.size:
+        raise NuskybgdError(f"{path}: matrix has {0 if src.data is None else len(src.data)} rows, "
+                            f"absorption table has {factors.size} energies")
+    mat = src
+    scaled = scale_matrix_rows(mat.data["MATRIX"], factors)
+    # Rebuild the matrix table from its columns (copying an HDU with
+    # variable-length columns is not reliable in astropy), keeping the
+    # compressed N_GRP/F_CHAN/N_CHAN layout as it is.
+    cols = []
+    for c in mat.columns:
+        if c.name.upper() == "MATRIX":
+            arr = np.array(scaled, dtype=object) if isinstance(scaled, list) else scaled
+        elif c.format.startswith(("P", "Q")):
+            arr = np.array([np.array(x) for x in mat.data[c.name]], dtype=object)
+        else:
+            arr = np.array(mat.data[c.name])
+        cols.append(fits.Column(name=c.name, format=c.format, unit=c.unit, array=arr))
+    hdr = mat.header.copy()
+    new = fits.BinTableHDU.from_columns(cols, header=hdr)
+    out = fits.HDUList([h.copy() if i != idx else new for i, h in enumerate(rmf_hdul)])
+    mat = new
+    for line in history or ():
+        mat.header.add_history(line)
+    return out
+
+
+def absrmf_names(outprefix, module, fractions=None):
+    """Output file names of :func:`make_absrmf`.
+
+    Parameters
+    ----------
+    outprefix : str
+        Prefix (may contain a folder), as given by the user.
+    module : {"A", "B"}
+        Focal plane module.
+    fractions : array_like or None
+        When given, a single detector-fraction-weighted RMF is made.
+
+    Returns
+    -------
+    list of str
+        ``[OUTPREFIX + "0A.rmf", ..., OUTPREFIX + "3A.rmf"]`` or
+        ``[OUTPREFIX + "A.rmf"]``.
+    """
+    if fractions is not None:
+        return [f"{outprefix}{module}.rmf"]
+    return [f"{outprefix}{k}{module}.rmf" for k in range(4)]
+
+
+def _event_header(evtfile):
+    from .io.events import module_from_header
+    with open_fits(evtfile, "event file") as hdul:
+        hdr = None
+        for h in hdul:
+            if str(h.header.get("EXTNAME", "")).strip().upper() == "EVENTS":
+                hdr = h.header
+                break
+        if hdr is None:
+            raise NuskybgdError(f"{evtfile}: no EVENTS extension (not an event file)")
+        module = module_from_header(hdr, evtfile, hdul[0].header)
+        date = hdr.get("DATE-OBS", hdul[0].header.get("DATE-OBS"))
+        return module, (str(date).strip() if date else None), hdr.copy()
+
+
+def _caldb_file(caldb, cnam, instrume, detnam, date, what):
+    if caldb is None:
+        from .caldb import Caldb
+        caldb = Caldb()
+    found = caldb.query(cnam, instrume, detnam=detnam, date=date)
+    return found.path, getattr(found, "extno", None)
+
+
+def make_absrmf(evtfile, outprefix, rmffile="CALDB", detabsfile="CALDB", fractions=None,
+                caldb=None, clobber=False):
+    """Write RMFs with detector absorption, one per detector (or one weighted).
+
+    Parameters
+    ----------
+    evtfile : str or os.PathLike
+        Event file; its ``INSTRUME`` (module) and ``DATE-OBS`` select the
+        CALDB files.
+    outprefix : str
+        Output prefix: files ``OUTPREFIX<det><module>.rmf`` (see
+        :func:`absrmf_names`). Its folder must exist.
+    rmffile : str
+        ``"CALDB"`` (the RMF of each detector from CALDB) or one RMF used for
+        every detector.
+    detabsfile : str
+        ``"CALDB"`` or a DETABS file (one extension per detector).
+    fractions : array_like of 4 floats, optional
+        Detector weights (e.g. areas of a region on DET0..DET3). Then a single
+        response ``sum_k f_k DETABS_k(E) R_k(E, c) / sum f`` is written; with
+        one RMF for every detector this is ``R(E, c)`` times the weighted
+        absorption.
+    caldb : nuskybgd.caldb.Caldb, optional
+        CALDB to query (default: ``$CALDB``).
+    clobber : bool
+        Replace existing outputs.
+
+    Returns
+    -------
+    list of str
+        The files written.
+
+    Raises
+    ------
+    NuskybgdError
+        Bad event file, CALDB lookup failure, unreadable RMF/DETABS, grids
+        that do not match, outputs that exist (without clobber). Nothing is
+        written in that case.
+    """
+    module, date, _ = _event_header(evtfile)
+    instrume = f"FPM{module}"
+    names = absrmf_names(outprefix, module, fractions)
+    from .io.output import check_outputs
+    check_outputs(names, clobber)  # fail before the slow reads
+
+    dets = range(4)
+    rmf_paths, detabs_src = [], []
+    for k in dets:
+        if str(rmffile).upper() == "CALDB":
+            p, _ = _caldb_file(caldb, "MATRIX", instrume, f"DET{k}", date, "RMF")
+        else:
+            p = rmffile
+        rmf_paths.append(str(p))
+        if str(detabsfile).upper() == "CALDB":
+            p, _ = _caldb_file(caldb, "DETABS", instrume, f"DET{k}", date, "DETABS")
+        else:
+            p = detabsfile
+        detabs_src.append(str(p))
+    for k in dets:
+        log.info("DET%d: RMF %s, DETABS %s", k, rmf_paths[k], detabs_src[k])
+
+    cache = {}
+
+    def rmf(path):
+        if path not in cache:
+            hdul = open_fits(path, "RMF")
+            mat = _matrix_hdu(hdul, path)
+            cache[path] = (hdul, np.asarray(mat.data["ENERG_LO"], float), np.asarray(mat.data["ENERG_HI"], float))
+        return cache[path]
+
+    tables = []
+    for k in dets:
+        _, elo, ehi = rmf(rmf_paths[k])
+        dlo, dhi, val = read_detabs(detabs_src[k], k)
+        tables.append(detabs_on_grid(elo, ehi, dlo, dhi, val))
+
+    try:
+        with atomic_outputs(names, clobber) as out:
+            if fractions is None:
+                for k in dets:
+                    hdul, _, _ = rmf(rmf_paths[k])
+                    new = absorbed_rmf_hdulist(
+                        hdul, tables[k], path=rmf_paths[k],
+                        history=[f"nuskybgd absrmf: rows x DETABS of DET{k}",
+                                 f"RMF {Path(rmf_paths[k]).name}; DETABS {Path(detabs_src[k]).name}"])
+                    new.writeto(out[names[k]], checksum=True)
+            else:
+                fr = np.asarray(fractions, float)
+                if len(set(rmf_paths)) == 1:
+                    hdul, _, _ = rmf(rmf_paths[0])
+                    new = absorbed_rmf_hdulist(
+                        hdul, weighted_detabs(tables, fr), path=rmf_paths[0],
+                        history=["nuskybgd absrmf: rows x weighted DETABS, fractions "
+                                 + " ".join(f"{x:.8e}" for x in fr / fr.sum())])
+                else:
+                    new = _weighted_multi_rmf([rmf(p)[0] for p in rmf_paths], rmf_paths, tables, fr)
+                new.writeto(out[names[0]], checksum=True)
+    finally:
+        for hdul, _, _ in cache.values():
+            hdul.close()
+    return names
+
+
+def _weighted_multi_rmf(hduls, paths, tables, fractions):
+    """sum_k f_k DETABS_k R_k with different RMFs per detector (dense sum)."""
+    f = np.asarray(fractions, float)
+    if f.size != 4 or np.any(f < 0) or f.sum() <= 0:
+        raise NuskybgdError(f"detector fractions {list(f)}: need 4 values >= 0 with a positive sum")
+    f = f / f.sum()
+    dense = None
+    for k, hdul in enumerate(hduls):
+        if f[k] == 0:
+            continue
+        m = _dense(hdul, paths[k])
+        if dense is not None and m.shape != dense.shape:
+            raise NuskybgdError(f"{paths[k]}: matrix shape {m.shape} differs from the other detectors' {dense.shape}")
+        term = f[k] * tables[k][:, None] * m
+        dense = term if dense is None else dense + term
+    base = hduls[int(np.argmax(f))]
+    mat = _matrix_hdu(base, "RMF")
+    out = fits.HDUList([h.copy() for h in base])
+    idx = base.index_of(mat)
+    first_chan = int(np.min(mat.data["F_CHAN"])) if "F_CHAN" in mat.columns.names else 0
+    nchan = dense.shape[1]
+    cols = [fits.Column(name="ENERG_LO", format="E", unit="keV", array=mat.data["ENERG_LO"]),
+            fits.Column(name="ENERG_HI", format="E", unit="keV", array=mat.data["ENERG_HI"]),
+            fits.Column(name="N_GRP", format="I", array=np.ones(dense.shape[0], np.int16)),
+            fits.Column(name="F_CHAN", format="1J", array=np.full(dense.shape[0], first_chan, np.int32)),
+            fits.Column(name="N_CHAN", format="1J", array=np.full(dense.shape[0], nchan, np.int32)),
+            fits.Column(name="MATRIX", format=f"{nchan}E", array=dense.astype(np.float32))]
+    hdr = mat.header.copy()
+    for key in list(hdr):
+        if key.startswith(("TTYPE", "TFORM", "TUNIT", "TDIM", "TLMIN", "TLMAX", "TZERO", "TSCAL")):
+            del hdr[key]
+    new = fits.BinTableHDU.from_columns(cols, header=hdr)
+    new.header["TLMIN4"] = first_chan
+    new.header["TLMAX4"] = first_chan + nchan - 1
+    new.header.add_history("nuskybgd absrmf: sum_k f_k DETABS_k R_k, fractions "
+                           + " ".join(f"{x:.8e}" for x in f))
+    out[idx] = new
+    return out
+
+
+def _dense(hdul, path):
+    """Dense (n_energy, n_chan) matrix of an RMF HDUList (float64)."""
+    mat = _matrix_hdu(hdul, path)
+    ebounds = [h for h in hdul[1:] if str(h.header.get("EXTNAME", "")).strip().upper() == "EBOUNDS"]
+    nchan = len(ebounds[0].data) if ebounds else int(mat.header.get("DETCHANS"))
+    tlmin = int(mat.header.get(f"TLMIN{mat.columns.names.index('F_CHAN') + 1}", 0))
+    out = np.zeros((len(mat.data), nchan))
+    ngrp, fch, nch, m = mat.data["N_GRP"], mat.data["F_CHAN"], mat.data["N_CHAN"], mat.data["MATRIX"]
+    for i in range(len(mat.data)):
+        row = np.asarray(m[i], float)
+        fc = np.atleast_1d(fch[i])
+        nc = np.atleast_1d(nch[i])
+        pos = 0
+        for g in range(int(ngrp[i])):
+            a = int(fc[g]) - tlmin
+            out[i, a:a + int(nc[g])] = row[pos:pos + int(nc[g])]
+            pos += int(nc[g])
+    return out
