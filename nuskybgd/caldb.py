@@ -474,13 +474,20 @@ def write_caldb_index(root, entries, clobber=False):
     root = Path(root)
     path = root / INDEX_RELPATH
     path.parent.mkdir(parents=True, exist_ok=True)
-    today = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
+    write_fits(_cif_hdulist(entries, path=path), path, clobber=clobber)
+    return path
+
+
+def _cif_hdulist(entries, cal_date=None, path=None):
+    """HDUList of a CIF table (see :func:`write_caldb_index` for defaults)."""
+    today = cal_date or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
+    where = path or "CALDB index"
     rows = []
     for e in entries:
         e = {k.upper(): v for k, v in dict(e).items()}
         for k in ("INSTRUME", "CAL_CNAM", "CAL_DIR", "CAL_FILE"):
             if k not in e:
-                raise NuskybgdError(f"{path}: CALDB index entry lacks {k}: {e}")
+                raise NuskybgdError(f"{where}: CALDB index entry lacks {k}: {e}")
         vsd = str(e.get("CAL_VSD", "2010-01-01"))
         vst = str(e.get("CAL_VST", "00:00:00"))
         row = {
@@ -508,8 +515,7 @@ def write_caldb_index(root, entries, clobber=False):
     hdu.header["CIFVERSN"] = ("1992a", "Version of CIF format")
     hdu.header["TELESCOP"] = "NuSTAR"
     hdul = fits.HDUList([fits.PrimaryHDU(), hdu])
-    write_fits(hdul, path, clobber=clobber)
-    return path
+    return hdul
 
 
 def index_entries_for_file(root, path, cal_date=None):

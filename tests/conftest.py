@@ -47,3 +47,16 @@ def simulated_obs(tmp_path_factory):
     from nuskybgd.simulate import simulate_observation
     out = tmp_path_factory.mktemp("simobs")
     return simulate_observation(out, seed=1)
+
+
+@pytest.fixture(scope="session")
+def synthetic_caldb(tmp_path_factory, shared_caldb):
+    """Root of a synthetic NuSTAR CALDB (``nuskybgd.caldb_synth.make_caldb``), made once per session.
+
+    Use ``nuskybgd.caldb.Caldb(synthetic_caldb)`` or set ``$CALDB`` to it
+    (``monkeypatch.setenv("CALDB", str(synthetic_caldb))``).
+    """
+    from nuskybgd.caldb_synth import make_caldb
+    root = tmp_path_factory.mktemp("caldb")
+    make_caldb(root, shared_caldb=shared_caldb, cal_date="2024-01-01", progress=False)
+    return root
