@@ -265,12 +265,11 @@ def _event_header(evtfile):
         return module, (str(date).strip() if date else None), hdr.copy()
 
 
-def _caldb_file(caldb, cnam, instrume, detnam, date, what):
+def _caldb(caldb):
     if caldb is None:
         from .caldb import Caldb
         caldb = Caldb()
-    found = caldb.query(cnam, instrume, detnam=detnam, date=date)
-    return found.path, getattr(found, "extno", None)
+    return caldb
 
 
 def make_absrmf(evtfile, outprefix, rmffile="CALDB", detabsfile="CALDB", fractions=None,
@@ -322,12 +321,14 @@ def make_absrmf(evtfile, outprefix, rmffile="CALDB", detabsfile="CALDB", fractio
     rmf_paths, detabs_src = [], []
     for k in dets:
         if str(rmffile).upper() == "CALDB":
-            p, _ = _caldb_file(caldb, "MATRIX", instrume, f"DET{k}", date, "RMF")
+            caldb = _caldb(caldb)
+            p = caldb.rmf(instrume, f"DET{k}", date)
         else:
             p = rmffile
         rmf_paths.append(str(p))
         if str(detabsfile).upper() == "CALDB":
-            p, _ = _caldb_file(caldb, "DETABS", instrume, f"DET{k}", date, "DETABS")
+            caldb = _caldb(caldb)
+            p = caldb.query("DETABS", instrume, f"DET{k}", date).path
         else:
             p = detabsfile
         detabs_src.append(str(p))

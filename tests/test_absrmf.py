@@ -171,3 +171,22 @@ def test_cli_and_bad_input(tmp_path, small, shared_caldb, capsys):
         err = capsys.readouterr().err
         assert rc != 0 and len(err.strip().splitlines()) == 1, err
         assert not list(tmp_path.glob("e*.rmf"))
+
+
+def test_caldb_lookup(tmp_path, synthetic_caldb, monkeypatch):
+    """rmffile=CALDB, detabsfile=CALDB: per-detector RMFs and DETABS from the index."""
+    from nuskybgd.caldb import Caldb
+    monkeypatch.setenv("CALDB", str(synthetic_caldb))
+    evt = _evt(tmp_path / "b.evt", instrume="FPMB")
+    names = make_absrmf(evt, str(tmp_path / "cal"))
+    assert [n.split("/")[-1] for n in names] == ["cal0B.rmf", "cal1B.rmf", "cal2B.rmf", "cal3B.rmf"]
+    cal = Caldb(synthetic_caldb)
+    for k in (0, 3):
+        rmf_path = cal.rmf("FPMB", f"DET{k}", "2015-01-01T00:00:00")
+        det_path = cal.query("DETABS", "FPMB", f"DET{k}", "2015-01-01T00:00:00").path
+        orig, elo, ehi = _dense_from_file(rmf_path)
+        new, _, _ = _dense_from_file(names[k])
+        lo, hi, d = read_detabs(det_path, k)
+        fac = detabs_on_grid(elo, ehi, lo, hi, d)
+        assert np.ptp(fac) > 0.1
+        np.testing.assert_allclose(new, (orig * fac[:, None]).astype(np.float32), rtol=1e-12, atol=0)
