@@ -1,0 +1,181 @@
+"""``bgdinfo.json``: the list of background spectra, regions and projected images.
+
+Format (REFERENCE section 6)::
+
+    {
+      "bgfiles":  ["bgd1A_sr_g30.pha", "bgd1B_sr_g30.pha", ...],
+      "regfiles": ["bgd1A.reg", "bgd1B.reg", ...],
+      "refimgf": "bgdapA.fits",
+      "bgdapfiles": {"A": "bgdapA.fits", "B": "bgdapB.fits"},
+      "bgddetfiles": {"A": ["det0Aim.fits", ..., "det3Aim.fits"],
+                      "B": ["det0Bim.fits", ..., "det3Bim.fits"]},
+      "fcxb_config": {"links": [[1, 2], [3, 4]]},
+      "intbgd_fix_line_ratios": false
+    }
+
+Relative paths are relative to the JSON file's folder. ``fcxb_config`` and
+``intbgd_fix_line_ratios`` are optional.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import NuskybgdError
+
+__all__ = ["BgdInfo", "load_bgdinfo", "TEMPLATE"]
+
+#: Example printed by ``nuskybgd fit --help``.
+TEMPLATE = """{
+    "bgfiles": ["bgd1A_sr_g30.pha", "bgd1B_sr_g30.pha",
+                "bgd2A_sr_g30.pha", "bgd2B_sr_g30.pha"],
+    "regfiles": ["bgd1A.reg", "bgd1B.reg", "bgd2A.reg", "bgd2B.reg"],
+    "refimgf": "bgdapA.fits",
+    "bgdapfiles": {"A": "bgdapA.fits", "B": "bgdapB.fits"},
+    "bgddetfiles": {
+        "A": ["det0Aim.fits", "det1Aim.fits", "det2Aim.fits", "det3Aim.fits"],
+        "B": ["det0Bim.fits", "det1Bim.fits", "det2Bim.fits", "det3Bim.fits"]
+    },
+    "fcxb_config": {"links": [[1, 2], [3, 4]]},
+    "intbgd_fix_line_ratios": false
+}"""
+
+
+@dataclass
+class BgdInfo:
+    """Content of a bgdinfo.json file, with paths resolved.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The JSON file.
+    bgfiles, regfiles : list of pathlib.Path
+        Background spectra and their region files (same order).
+    bgfiles_raw : list of str
+        ``bgfiles`` as written in the JSON.
+    refimgf : pathlib.Path
+        Image giving the WCS of the masks.
+    bgdapfiles : dict
+        ``{"A": Path, "B": Path}`` aperture images.
+    bgddetfiles : dict
+        ``{"A": [4 Paths], "B": [4 Paths]}`` detector images.
+    fcxb_links : list of (int, int)
+        1-based spectrum pairs whose fcxb norms are tied.
+    intbgd_fix_line_ratios : bool
+    """
+
+    path: Path
+    bgfiles: list
+    regfiles: list
+    refimgf: Path
+    bgdapfiles: dict
+    bgddetfiles: dict
+    bgfiles_raw: list = field(default_factory=list)
+    fcxb_links: list = field(default_factory=list)
+    intbgd_fix_line_ratios: bool = False
+
+    @property
+    def folder(self):
+        """Folder that relative names are relative to."""
+        return self.path.parent
+
+
+def _str_list(value, key, path, n=None):
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise NuskybgdError(f"{path}: '{key}' must be a list of file names")
+    if n is not None and len(value) != n:
+        raise NuskybgdError(f"{path}: '{key}' must list {n} files, not {len(value)}")
+    return value
+
+
+def load_bgdinfo(path, check_files=True):
+    """Read and check a bgdinfo.json file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The JSON file.
+    check_files : bool
+        Require every named file to exist.
+
+    Returns
+    -------
+    BgdInfo
+
+    Raises
+    ------
+    NuskybgdError
+        One line naming the file and the entry: missing file, not JSON,
+        missing key, bgfiles/regfiles of different lengths, missing A/B
+        images, bad fcxb links, a named file that does not exist.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise NuskybgdError(f"{p}: bgdinfo file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NuskybgdError(f"{p}: cannot read bgdinfo file ({exc})") from None
+    try:
+        d = json.loads(text)
+    except ValueError as exc:
+        raise NuskybgdError(f"{p}: not valid JSON ({exc})") from None
+    if not isinstance(d, dict):
+        raise NuskybgdError(f"{p}: expected a JSON object (see 'nuskybgd fit --help')")
+    for key in ("bgfiles", "regfiles", "refimgf", "bgdapfiles", "bgddetfiles"):
+        if key not in d:
+            raise NuskybgdError(f"{p}: missing '{key}' (see 'nuskybgd fit --help' for a template)")
+    bg = _str_list(d["bgfiles"], "bgfiles", p)
+    reg = _str_list(d["regfiles"], "regfiles", p)
+    if not bg:
+        raise NuskybgdError(f"{p}: 'bgfiles' is empty")
+    if len(bg) != len(reg):
+        raise NuskybgdError(f"{p}: 'bgfiles' has {len(bg)} entries but 'regfiles' has {len(reg)}")
+    if not isinstance(d["refimgf"], str) or not d["refimgf"]:
+        raise NuskybgdError(f"{p}: 'refimgf' must be a file name")
+    ap, det = d["bgdapfiles"], d["bgddetfiles"]
+    if not isinstance(ap, dict) or not isinstance(det, dict):
+        raise NuskybgdError(f"{p}: 'bgdapfiles' and 'bgddetfiles' must be objects with keys A and B")
+    base = p.parent
+
+    def res(name):
+        q = Path(name)
+        return q if q.is_absolute() else base / q
+
+    apfiles, detfiles = {}, {}
+    for m in ("A", "B"):
+        if m in ap:
+            if not isinstance(ap[m], str):
+                raise NuskybgdError(f"{p}: 'bgdapfiles.{m}' must be a file name")
+            apfiles[m] = res(ap[m])
+        if m in det:
+            detfiles[m] = [res(x) for x in _str_list(det[m], f"bgddetfiles.{m}", p, 4)]
+    links = []
+    fc = d.get("fcxb_config", {}) or {}
+    if not isinstance(fc, dict):
+        raise NuskybgdError(f"{p}: 'fcxb_config' must be an object with 'links'")
+    for k, pair in enumerate(fc.get("links", []) or []):
+        if (not isinstance(pair, list) or len(pair) != 2 or not all(isinstance(x, int) for x in pair)
+                or not all(1 <= x <= len(bg) for x in pair) or pair[0] == pair[1]):
+            raise NuskybgdError(f"{p}: fcxb_config.links[{k}] = {pair!r} must be two different spectrum "
+                                f"numbers 1..{len(bg)}")
+        links.append((pair[0], pair[1]))
+    fix = d.get("intbgd_fix_line_ratios", False)
+    if not isinstance(fix, bool):
+        raise NuskybgdError(f"{p}: 'intbgd_fix_line_ratios' must be true or false")
+    info = BgdInfo(path=p, bgfiles=[res(x) for x in bg], regfiles=[res(x) for x in reg],
+                   refimgf=res(d["refimgf"]), bgdapfiles=apfiles, bgddetfiles=detfiles,
+                   bgfiles_raw=list(bg), fcxb_links=links, intbgd_fix_line_ratios=fix)
+    if check_files:
+        named = ([("bgfiles", i, f) for i, f in enumerate(info.bgfiles)]
+                 + [("regfiles", i, f) for i, f in enumerate(info.regfiles)]
+                 + [("refimgf", None, info.refimgf)]
+                 + [(f"bgdapfiles.{m}", None, f) for m, f in apfiles.items()]
+                 + [(f"bgddetfiles.{m}", i, f) for m, fs in detfiles.items() for i, f in enumerate(fs)])
+        for key, i, f in named:
+            if not f.is_file():
+                entry = f"{key}[{i}]" if i is not None else key
+                raise NuskybgdError(f"{p}: {entry} = {f} does not exist")
+    return info
