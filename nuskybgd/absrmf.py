@@ -369,69 +369,35 @@ def make_absrmf(evtfile, outprefix, rmffile="CALDB", detabsfile="CALDB", fractio
                         history=["nuskybgd absrmf: rows x weighted DETABS, fractions "
                                  + " ".join(f"{x:.8e}" for x in fr / fr.sum())])
                 else:
-                    new = _weighted_multi_rmf([rmf(p)[0] for p in rmf_paths], rmf_paths, tables, fr)
-                new.writeto(out[names[0]], checksum=True)
+                    new = None
+                    _weighted_multi_rmf(rmf_paths, tables, fr, out[names[0]])
+                if new is not None:
+                    new.writeto(out[names[0]], checksum=True)
     finally:
         for hdul, _, _ in cache.values():
             hdul.close()
     return names
 
 
-def _weighted_multi_rmf(hduls, paths, tables, fractions):
-    """sum_k f_k DETABS_k R_k with different RMFs per detector (dense sum)."""
+def _weighted_multi_rmf(paths, tables, fractions, path_out):
+    """Write sum_k f_k DETABS_k R_k for different RMFs per detector (dense sum)."""
+    from .io.ogip import read_rmf, rmf_matrix, write_rmf
     f = np.asarray(fractions, float)
-    if f.size != 4 or np.any(f < 0) or f.sum() <= 0:
-        raise NuskybgdError(f"detector fractions {list(f)}: need 4 values >= 0 with a positive sum")
+    if f.size != 4 or not np.all(np.isfinite(f)) or np.any(f < 0) or f.sum() <= 0:
+        raise NuskybgdError(f"detector fractions {list(f)}: need 4 finite values >= 0 with a positive sum")
     f = f / f.sum()
-    dense = None
-    for k, hdul in enumerate(hduls):
+    dense = base = None
+    for k in range(4):
         if f[k] == 0:
             continue
-        m = _dense(hdul, paths[k])
+        rmf = read_rmf(paths[k])
+        m = rmf_matrix(rmf)
         if dense is not None and m.shape != dense.shape:
             raise NuskybgdError(f"{paths[k]}: matrix shape {m.shape} differs from the other detectors' {dense.shape}")
-        term = f[k] * tables[k][:, None] * m
+        term = f[k] * np.asarray(tables[k])[:, None] * m
         dense = term if dense is None else dense + term
-    base = hduls[int(np.argmax(f))]
-    mat = _matrix_hdu(base, "RMF")
-    out = fits.HDUList([h.copy() for h in base])
-    idx = base.index_of(mat)
-    first_chan = int(np.min(mat.data["F_CHAN"])) if "F_CHAN" in mat.columns.names else 0
-    nchan = dense.shape[1]
-    cols = [fits.Column(name="ENERG_LO", format="E", unit="keV", array=mat.data["ENERG_LO"]),
-            fits.Column(name="ENERG_HI", format="E", unit="keV", array=mat.data["ENERG_HI"]),
-            fits.Column(name="N_GRP", format="I", array=np.ones(dense.shape[0], np.int16)),
-            fits.Column(name="F_CHAN", format="1J", array=np.full(dense.shape[0], first_chan, np.int32)),
-            fits.Column(name="N_CHAN", format="1J", array=np.full(dense.shape[0], nchan, np.int32)),
-            fits.Column(name="MATRIX", format=f"{nchan}E", array=dense.astype(np.float32))]
-    hdr = mat.header.copy()
-    for key in list(hdr):
-        if key.startswith(("TTYPE", "TFORM", "TUNIT", "TDIM", "TLMIN", "TLMAX", "TZERO", "TSCAL")):
-            del hdr[key]
-    new = fits.BinTableHDU.from_columns(cols, header=hdr)
-    new.header["TLMIN4"] = first_chan
-    new.header["TLMAX4"] = first_chan + nchan - 1
-    new.header.add_history("nuskybgd absrmf: sum_k f_k DETABS_k R_k, fractions "
-                           + " ".join(f"{x:.8e}" for x in f))
-    out[idx] = new
-    return out
-
-
-def _dense(hdul, path):
-    """Dense (n_energy, n_chan) matrix of an RMF HDUList (float64)."""
-    mat = _matrix_hdu(hdul, path)
-    ebounds = [h for h in hdul[1:] if str(h.header.get("EXTNAME", "")).strip().upper() == "EBOUNDS"]
-    nchan = len(ebounds[0].data) if ebounds else int(mat.header.get("DETCHANS"))
-    tlmin = int(mat.header.get(f"TLMIN{mat.columns.names.index('F_CHAN') + 1}", 0))
-    out = np.zeros((len(mat.data), nchan))
-    ngrp, fch, nch, m = mat.data["N_GRP"], mat.data["F_CHAN"], mat.data["N_CHAN"], mat.data["MATRIX"]
-    for i in range(len(mat.data)):
-        row = np.asarray(m[i], float)
-        fc = np.atleast_1d(fch[i])
-        nc = np.atleast_1d(nch[i])
-        pos = 0
-        for g in range(int(ngrp[i])):
-            a = int(fc[g]) - tlmin
-            out[i, a:a + int(nc[g])] = row[pos:pos + int(nc[g])]
-            pos += int(nc[g])
-    return out
+        base = base or rmf
+    hdr = {"TELESCOP": "NuSTAR", "INSTRUME": str(base.header.get("INSTRUME", "")) if hasattr(base, "header") else "",
+           "HISTORY": "nuskybgd absrmf: sum_k f_k DETABS_k R_k, fractions " + " ".join(f"{x:.8e}" for x in f)}
+    write_rmf(path_out, base.energ_lo, base.energ_hi, dense, base.e_min, base.e_max, header=hdr, clobber=True,
+              first_channel=int(base.offset))

@@ -190,3 +190,22 @@ def test_caldb_lookup(tmp_path, synthetic_caldb, monkeypatch):
         fac = detabs_on_grid(elo, ehi, lo, hi, d)
         assert np.ptp(fac) > 0.1
         np.testing.assert_allclose(new, (orig * fac[:, None]).astype(np.float32), rtol=1e-12, atol=0)
+
+
+def test_caldb_weighted_sum_of_detector_rmfs(tmp_path, synthetic_caldb, monkeypatch):
+    """--fractions with CALDB RMFs: sum_k f_k DETABS_k R_k / sum f."""
+    from nuskybgd.caldb import Caldb
+    monkeypatch.setenv("CALDB", str(synthetic_caldb))
+    evt = _evt(tmp_path / "a.evt")
+    fr = np.array([2.0, 0.0, 1.0, 1.0])
+    (name,) = make_absrmf(evt, str(tmp_path / "wsum_"), fractions=fr)
+    cal = Caldb(synthetic_caldb)
+    want = 0
+    for k in range(4):
+        if fr[k] == 0:
+            continue
+        m, elo, ehi = _dense_from_file(cal.rmf("FPMA", f"DET{k}", "2015-01-01T00:00:00"))
+        lo, hi, d = read_detabs(cal.query("DETABS", "FPMA", f"DET{k}", "2015-01-01T00:00:00").path, k)
+        want = want + fr[k] / fr.sum() * detabs_on_grid(elo, ehi, lo, hi, d)[:, None] * m
+    got, _, _ = _dense_from_file(name)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-12)  # float32 storage
