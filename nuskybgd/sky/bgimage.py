@@ -29,7 +29,7 @@ from ..errors import NuskybgdError
 
 __all__ = [
     "band_channels", "detector_shares", "apbgd_image", "detector_component_image",
-    "fcxb_region_image", "fcxb_module_image", "region_sum",
+    "fcxb_region_image", "fcxb_module_image", "region_sum", "module_images",
 ]
 
 
@@ -212,3 +212,55 @@ def region_sum(image, mask):
     float
     """
     return float(np.sum(np.asarray(image, float)[np.asarray(mask, bool)]))
+
+
+def module_images(bgdap, det_images, ap_ref, area_ref, apbgd_counts_per_det, intbgd_counts,
+                  intbgd_ifactors, intn_counts, intn_ifactors, fcxb_counts, fcxb_areas, fcxb_masks):
+    """All component images of one module.
+
+    Parameters
+    ----------
+    bgdap : array_like, shape (ny, nx)
+        Projected aperture image.
+    det_images : array_like, shape (4, ny, nx)
+        Projected detector images.
+    ap_ref : float
+        Aperture sum in the module's reference region.
+    area_ref : array_like, shape (4,)
+        Reference region's area per detector (sky pixels).
+    apbgd_counts_per_det : array_like, shape (4,)
+        Band counts of the fitted reference apbgd norm through each
+        detector's absorption (see :func:`apbgd_image`).
+    intbgd_counts : array_like, shape (n_comp,)
+        Band counts of each intbgd component for the reference spectrum.
+    intbgd_ifactors : array_like, shape (n_comp, 4)
+        Their per-detector ifactors.
+    intn_counts : float
+        Band counts of intn for the reference spectrum.
+    intn_ifactors : array_like, shape (4,)
+        intn ifactors.
+    fcxb_counts : array_like, shape (n_reg,)
+        Band counts of the fitted fcxb of each background spectrum of the
+        module.
+    fcxb_areas : array_like, shape (n_reg,)
+        Their ``sum(area_r)``.
+    fcxb_masks : sequence of bool arrays
+        Their region masks.
+
+    Returns
+    -------
+    dict
+        ``apbgd``, ``intbgd``, ``intn``, ``fcxb`` (module image from the mean
+        surface brightness), ``total`` (sum of those four) and
+        ``fcxb_regions`` (list of per-region images); counts per pixel.
+    """
+    out = {
+        "apbgd": apbgd_image(bgdap, det_images, apbgd_counts_per_det, ap_ref),
+        "intbgd": detector_component_image(det_images, intbgd_counts, intbgd_ifactors, area_ref),
+        "intn": detector_component_image(det_images, [intn_counts], [intn_ifactors], area_ref),
+        "fcxb": fcxb_module_image(det_images, fcxb_counts, fcxb_areas),
+    }
+    out["total"] = out["apbgd"] + out["intbgd"] + out["intn"] + out["fcxb"]
+    out["fcxb_regions"] = [fcxb_region_image(m, det_images, c, a)
+                           for m, c, a in zip(fcxb_masks, fcxb_counts, fcxb_areas)]
+    return out
