@@ -158,7 +158,8 @@ def chi2_datavar(d, mu):
     Returns
     -------
     float
-        sum((d - mu)^2 / max(d, 1)) (bins with zero counts get variance 1).
+        sum((d - mu)^2 / max(d, 1)): zero-count bins get variance 1, as in XSPEC
+        and Sherpa's ``chi2xspecvar``.
     """
     d = np.asarray(d, float)
     return float(np.sum((d - mu) ** 2 / np.maximum(d, 1.0)))

@@ -214,7 +214,7 @@ def sherpa_script(state, exposures=None):
         "        mask[a - 1:b] = False",
         "    return mask",
         "",
-        "ui.set_stat(%r)" % ("cstat" if state.statistic == "cstat" else "chi2datavar"),
+        "ui.set_stat(%r)" % ("cstat" if state.statistic == "cstat" else "chi2xspecvar"),
         "",
         "# every model component, by (source name, data group, component position)",
         "comp = {}",
