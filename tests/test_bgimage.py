@@ -96,8 +96,11 @@ def test_band_channels_and_errors():
     lo = 1.6 + 0.04 * np.arange(4096)
     hi = lo + 0.04
     sel = band_channels(lo, hi, 3.0, 10.0)
-    c = 0.5 * (lo + hi)[sel]
-    assert c.min() >= 3.0 and c.max() < 10.0 and sel.sum() == 175
+    from nuskybgd.sky.images import pi_range
+    assert lo[sel].min() >= 3.0 - 1e-9 and lo[sel].max() < 10.0 and sel.sum() == 175
+    for a, b in [(3, 10), (10, 30), (30, 79), (3.01, 24.99)]:
+        first, last = pi_range(a, b)
+        assert np.flatnonzero(band_channels(lo, hi, a, b)).tolist() == list(range(first, last + 1))
     for a, b in [(10, 3), (5, 5), (float("nan"), 5), (200, 300)]:
         with pytest.raises(NuskybgdError):
             band_channels(lo, hi, a, b)

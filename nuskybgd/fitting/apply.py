@@ -396,3 +396,324 @@ def simplify_savefile(xcm):
     if stem.endswith(".xcm"):
         stem = stem[:-4]
     return stem.replace("bgd_", "bgd_only_", 1) if "bgd_" in stem else "bgd_only_" + stem
+
+
+def _display_bins(e_lo, e_hi, emin=3.0, emax=150.0, n=60):
+    """Channel index groups on a log energy grid for display."""
+    edges = np.geomspace(emin, emax, n + 1)
+    c = 0.5 * (np.asarray(e_lo) + np.asarray(e_hi))
+    idx = np.digitize(c, edges) - 1
+    idx[(c < emin) | (c >= emax)] = -1
+    return edges, idx
+
+
+def plot_source_spectrum(ax, e_lo, e_hi, counts, components, exposure, title="", emin=3.0, emax=150.0):
+    """Draw a source spectrum with the predicted background and components.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+    e_lo, e_hi : array_like, shape (n_chan,)
+        Channel energy bounds (keV).
+    counts : array_like, shape (n_chan,)
+        Observed counts of the source spectrum.
+    components : dict of str -> ndarray
+        Predicted background counts per channel of each component
+        (:func:`group_component_counts`); intbgd parts are summed for display.
+    exposure : float
+        Exposure (s), to show counts/s/keV.
+    title : str
+    emin, emax : float
+        Displayed band (keV).
+    """
+    edges, idx = _display_bins(e_lo, e_hi, emin, emax)
+    ok = idx >= 0
+    width = np.diff(edges)
+    centre = np.sqrt(edges[:-1] * edges[1:])
+    norm = 1.0 / (exposure * width)
+
+    def binned(x):
+        return np.bincount(idx[ok], weights=np.asarray(x, float)[ok], minlength=len(width))
+
+    d = binned(counts)
+    ax.errorbar(centre, d * norm, yerr=np.sqrt(np.maximum(d, 1)) * norm, fmt=".", color="k",
+                ms=3, lw=0.8, label="source spectrum")
+    groups = {}
+    for k, v in components.items():
+        groups.setdefault(k.split(".")[0], 0.0)
+        groups[k.split(".")[0]] = groups[k.split(".")[0]] + v
+    total = sum(groups.values())
+    ax.step(edges, np.append(binned(total) * norm, np.nan), where="post", color="C3", lw=1.5,
+            label="predicted background")
+    for i, (k, v) in enumerate(sorted(groups.items())):
+        ax.step(edges, np.append(binned(v) * norm, np.nan), where="post", lw=0.9, color=f"C{i}", label=k)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(emin, emax)
+    ax.set_xlabel("energy (keV)")
+    ax.set_ylabel("counts / s / keV")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+
+
+# ----------------------------------------------------------------------------
+# Loading what spec and image need (I/O; the kernels above stay pure)
+# ----------------------------------------------------------------------------
+
+@dataclass
+class BackgroundSetup:
+    """Everything about the background regions that spec and image need.
+
+    Attributes
+    ----------
+    info : BgdInfo
+        The parsed bgdinfo.json.
+    state : FitState
+        The fitted model (from our JSON or an XCM), spectra checked against
+        bgdinfo.
+    header : astropy.io.fits.Header
+        Header of the reference image (WCS of the masks).
+    shape : tuple of int
+        Sky image shape (ny, nx).
+    ap : dict
+        Module -> projected aperture image.
+    det : dict
+        Module -> array (4, ny, nx) of projected detector images.
+    modules : list of str
+        Module of each background spectrum.
+    masks : list of ndarray of bool
+        Background region masks.
+    weights : list of Weights
+        Background region weights.
+    phas : list of DataPHA
+        Background spectra with their responses.
+    """
+
+    info: object
+    state: FitState
+    header: object
+    shape: tuple
+    ap: dict
+    det: dict
+    modules: list
+    masks: list
+    weights: list
+    phas: list
+
+    def ref_index(self, module):
+        """0-based index of the module's reference spectrum."""
+        try:
+            return self.modules.index(module)
+        except ValueError:
+            raise NuskybgdError(f"{self.info.path}: no background spectrum of module {module}") from None
+
+
+def load_fit(path, info):
+    """Read a fitted state (our JSON or any XCM) and check it against bgdinfo.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        ``NAME.json`` written by ``nuskybgd fit``, or an XCM file (XSPEC's
+        ``save all``, the original tool's or ours).
+    info : BgdInfo
+
+    Returns
+    -------
+    FitState
+
+    Raises
+    ------
+    NuskybgdError
+        Unreadable file, or spectra that do not match bgdinfo's bgfiles (the
+        first mismatch is named).
+    """
+    from ..io.xcm import check_spectrum_order, read_xcm
+    p = Path(path)
+    if p.suffix.lower() == ".json":
+        from . import export
+        state = export.read_json(p)
+        base = p.parent
+    else:
+        state = read_xcm(p)
+        base = p.parent
+    check_spectrum_order(state, info.bgfiles_raw or [str(x) for x in info.bgfiles], base, info.folder,
+                         xcm_path=str(p), bgdinfo_path=str(info.path))
+    if len(state.spectra) != len(info.bgfiles):
+        log.warning("%s: %d spectra, bgdinfo lists %d; only the first %d are used",
+                    p, len(state.spectra), len(info.bgfiles), len(info.bgfiles))
+    return state
+
+
+def _read_image(path, what, shape=None):
+    from ..io.fitsfile import open_fits
+    with open_fits(path, what) as hdul:
+        hdu = next((h for h in hdul if getattr(h, "data", None) is not None and np.ndim(h.data) == 2), None)
+        if hdu is None:
+            raise NuskybgdError(f"{path}: {what} has no 2-D image")
+        data = np.asarray(hdu.data, float)
+        header = hdu.header.copy()
+    if shape is not None and data.shape != tuple(shape):
+        raise NuskybgdError(f"{path}: {what} is {data.shape[1]}x{data.shape[0]}, "
+                            f"the reference image is {shape[1]}x{shape[0]}")
+    if not np.all(np.isfinite(data)):
+        raise NuskybgdError(f"{path}: {what} contains NaN or infinite values")
+    return data, header
+
+
+def load_setup(bgdinfo_path, fit_path, modules_needed=None):
+    """Read bgdinfo, the fit, the projected images and the background weights.
+
+    Parameters
+    ----------
+    bgdinfo_path : str or os.PathLike
+    fit_path : str or os.PathLike
+    modules_needed : iterable of str, optional
+        Modules whose images must exist (default: those of the background
+        spectra).
+
+    Returns
+    -------
+    BackgroundSetup
+    """
+    from ..io.ogip import read_pha, spectrum_module
+    from ..io.regions import region_mask
+    from .bgdinfo import load_bgdinfo
+    from .weights import region_weights
+
+    info = load_bgdinfo(bgdinfo_path)
+    state = load_fit(fit_path, info)
+    ref_img, header = _read_image(info.refimgf, "reference image")
+    shape = ref_img.shape
+    phas, modules = [], []
+    for f in info.bgfiles:
+        pha = read_pha(f, responses=True)
+        phas.append(pha)
+        modules.append(spectrum_module(pha, str(f)))
+    need = set(modules) | set(modules_needed or ())
+    ap, det = {}, {}
+    for m in sorted(need):
+        if m not in info.bgdapfiles or m not in info.bgddetfiles:
+            raise NuskybgdError(f"{info.path}: no projected images of module {m} (bgdapfiles/bgddetfiles)")
+        ap[m] = _read_image(info.bgdapfiles[m], f"aperture image of module {m}", shape)[0]
+        det[m] = np.array([_read_image(f, f"detector image DET{k} of module {m}", shape)[0]
+                           for k, f in enumerate(info.bgddetfiles[m])])
+    masks, weights = [], []
+    for f, r, m in zip(info.bgfiles, info.regfiles, modules):
+        mask = region_mask(r, header, shape=shape, header=header)
+        masks.append(mask)
+        weights.append(region_weights(mask, list(det[m]), ap[m], name=str(r)))
+    return BackgroundSetup(info=info, state=state, header=header, shape=shape, ap=ap, det=det,
+                           modules=modules, masks=masks, weights=weights, phas=phas)
+
+
+def spectrum_templates(pha, module, frac, cache=None):
+    """Counts per channel per unit norm of every component for a spectrum.
+
+    Parameters
+    ----------
+    pha : sherpa.astro.data.DataPHA
+        Spectrum with its RMF loaded.
+    module : str
+    frac : array_like, shape (4,)
+        Detector fractions of the spectrum's region.
+    cache : dict, optional
+        Memo keyed by (RMF name, module, fractions, exposure).
+
+    Returns
+    -------
+    dict of str -> ndarray
+        ``models.background.component_templates`` for the spectrum.
+    """
+    from ..models.background import component_templates
+    rmf = pha.get_rmf() if hasattr(pha, "get_rmf") else None
+    if rmf is None:
+        raise NuskybgdError(f"{pha.name}: no RMF (RESPFILE) to fold the background model through")
+    key = (getattr(rmf, "name", id(rmf)), module, tuple(np.round(np.asarray(frac, float), 12)), float(pha.exposure))
+    if cache is not None and key in cache:
+        return cache[key]
+    t = component_templates(rmf, module, np.asarray(frac, float), float(pha.exposure))
+    if cache is not None:
+        cache[key] = t
+    return t
+
+
+def _norm_value(state, name, group, ipar):
+    src = state.source(name)
+    root, j, f = state.resolve(src, src.index(group, ipar))
+    return f * root.params[j].value
+
+
+def _ifactors(presets, key, module):
+    """Per-detector ifactors of a template key (``intbgd.<comp>`` or ``intn``)."""
+    comps = presets["models"]
+    if key == "intn":
+        return np.asarray(comps[3]["components"]["bknpower"][module]["ifactors"], float)
+    name = key.split(".", 1)[1]
+    return np.asarray(comps[1]["components"][name][module]["ifactors"], float)
+
+
+def compute_images(setup, emin, emax, presets=None, cache=None):
+    """Background model images of every module in a band.
+
+    Parameters
+    ----------
+    setup : BackgroundSetup
+    emin, emax : float
+        Band, keV (channels of :func:`nuskybgd.sky.bgimage.band_channels`).
+    presets : dict, optional
+        ``ratios.json`` content (default: the bundle's).
+    cache : dict, optional
+        Template memo shared with other calls.
+
+    Returns
+    -------
+    dict
+        Module -> dict with ``apbgd``, ``intbgd``, ``intn``, ``fcxb``,
+        ``total`` images, ``fcxb_regions`` ({spectrum number: image}),
+        ``exposure`` (s, reference spectrum) and ``band_counts`` (the
+        reference spectrum's predicted counts per component in the band).
+    """
+    from ..auxil import load_ratios
+    from ..sky.bgimage import band_channels, module_images
+
+    presets = presets or load_ratios()
+    cache = {} if cache is None else cache
+    state = setup.state
+    out = {}
+    for m in sorted(set(setup.modules)):
+        i = setup.ref_index(m)
+        pha = setup.phas[i]
+        rmf = pha.get_rmf()
+        sel = band_channels(rmf.e_min, rmf.e_max, emin, emax)
+        w = setup.weights[i]
+        t_ref = spectrum_templates(pha, m, w.frac, cache)
+        comp = {k: float(np.sum(v[sel])) for k, v in group_component_counts(state, i + 1, t_ref).items()}
+        apnorm = _norm_value(state, "apbgd", i + 1, 3)
+        c_k = []
+        for k in range(4):
+            onehot = np.zeros(4)
+            onehot[k] = 1.0
+            c_k.append(apnorm * float(np.sum(spectrum_templates(pha, m, onehot, cache)["apbgd"][sel])))
+        ikeys = [k for k in comp if k.startswith("intbgd.")]
+        fc_counts, fc_areas, fc_masks, fc_numbers = [], [], [], []
+        for r, mr in enumerate(setup.modules):
+            if mr != m:
+                continue
+            pr = setup.phas[r]
+            rr = pr.get_rmf()
+            sel_r = band_channels(rr.e_min, rr.e_max, emin, emax)
+            t_r = spectrum_templates(pr, m, setup.weights[r].frac, cache)
+            fc_counts.append(_norm_value(state, "fcxb", r + 1, 3) * float(np.sum(t_r["fcxb"][sel_r])))
+            fc_areas.append(setup.weights[r].total_area)
+            fc_masks.append(setup.masks[r])
+            fc_numbers.append(r + 1)
+        imgs = module_images(
+            setup.ap[m], setup.det[m], w.ap, w.area, c_k,
+            [comp[k] for k in ikeys], [_ifactors(presets, k, m) for k in ikeys],
+            comp["intn"], _ifactors(presets, "intn", m), fc_counts, fc_areas, fc_masks)
+        imgs["fcxb_regions"] = dict(zip(fc_numbers, imgs["fcxb_regions"]))
+        imgs["exposure"] = float(pha.exposure)
+        imgs["band_counts"] = comp
+        out[m] = imgs
+    return out

@@ -46,7 +46,9 @@ def band_channels(e_min, e_max, emin, emax):
     Returns
     -------
     numpy.ndarray of bool, shape (n_chan,)
-        True for channels whose centre lies in ``[emin, emax)``.
+        True for channels whose lower energy bound lies in ``[emin, emax)``
+        (within 1e-6 keV), the rule of ``sky.images.pi_range`` for counts
+        images, so that model and counts images cover the same channels.
 
     Raises
     ------
@@ -58,8 +60,8 @@ def band_channels(e_min, e_max, emin, emax):
         raise NuskybgdError(f"energy band {emin}-{emax} keV: not finite")
     if emin >= emax:
         raise NuskybgdError(f"energy band {emin:g}-{emax:g} keV: emin must be below emax")
-    c = 0.5 * (np.asarray(e_min, float) + np.asarray(e_max, float))
-    sel = (c >= emin) & (c < emax)
+    lo = np.asarray(e_min, float)
+    sel = (lo >= emin - 1e-6) & (lo < emax - 1e-6)
     if not sel.any():
         raise NuskybgdError(f"energy band {emin:g}-{emax:g} keV: no channel of the response falls in it")
     return sel
