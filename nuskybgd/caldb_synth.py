@@ -47,7 +47,7 @@ from scipy.special import ndtr
 from .caldb import INDEX_RELPATH, _cif_hdulist, index_entries_for_file
 from .errors import NuskybgdError
 from .io.fitsfile import open_fits
-from .io.ogip import write_rmf
+from .io.ogip import read_arf, write_rmf
 from .io.output import atomic_outputs
 
 __all__ = ["make_caldb", "default_shared_caldb", "rmf_fwhm", "gaussian_rmf", "instrmap_from_pixpos",
@@ -264,10 +264,10 @@ def _relabelled_copy(src, module, desc):
 
 
 def _beabs_hdul(be_arf):
-    with open_fits(be_arf, "Be-window ARF") as hdul:
-        d = hdul[1].data
-        lo, hi = np.asarray(d["ENERG_LO"]), np.asarray(d["ENERG_HI"])
-        att = np.asarray(d["SPECRESP"], dtype=np.float32)
+    arf = read_arf(be_arf)  # repairs the bundle's rounded energy columns
+    lo = np.asarray(arf.energ_lo, dtype=np.float32)
+    hi = np.asarray(arf.energ_hi, dtype=np.float32)
+    att = np.asarray(arf.specresp, dtype=np.float32)
     prim = fits.PrimaryHDU()
     prim.header["TELESCOP"] = "NuSTAR"
     prim.header["INSTRUME"] = "FPM"

@@ -26,7 +26,7 @@ from .output import write_fits
 
 __all__ = [
     "read_pha", "read_rmf", "read_arf", "rmf_matrix", "write_pha", "write_rmf",
-    "write_arf", "spectrum_module", "compress_matrix",
+    "write_arf", "spectrum_module", "compress_matrix", "standard_energy_grid",
 ]
 
 _RESPONSE_KEYS = ("RESPFILE", "ANCRFILE", "BACKFILE", "CORRFILE")
@@ -164,6 +164,7 @@ def read_arf(path):
 
     path = str(path)
     with open_fits(path, "ARF") as hdul:
+        hdul = _repair_arf_grid(hdul, path)
         try:
             with _quiet_sherpa():
                 arf = sio.read_arf(hdul)
@@ -171,6 +172,59 @@ def read_arf(path):
             raise _sherpa_error(path, "ARF", exc) from None
     arf.name = path
     return arf
+
+
+def standard_energy_grid(n=4096):
+    """The standard NuSTAR response energy grid.
+
+    Parameters
+    ----------
+    n : int
+        Number of bins.
+
+    Returns
+    -------
+    energ_lo, energ_hi : ndarray of float64
+        1.6 + 0.04 i and 1.64 + 0.04 i keV, i = 0..n-1 (float32 values, as
+        stored in CALDB files, promoted to float64).
+    """
+    i = np.arange(n)
+    lo = (1.6 + 0.04 * i).astype(np.float32).astype(np.float64)
+    hi = (1.64 + 0.04 * i).astype(np.float32).astype(np.float64)
+    return lo, hi
+
+
+def _repair_arf_grid(hdul, path):
+    """Replace an energy grid stored with too few digits by the standard grid.
+
+    The calibration bundle's ``be.arf`` stores ENERG_LO/ENERG_HI rounded to
+    three significant digits, so bins above 10 keV have zero or negative
+    width while SPECRESP follows the standard 0.04 keV grid row by row.
+    When the stored values agree with the standard grid to that rounding,
+    the standard grid is used (with a log message); otherwise a
+    non-increasing grid is an error.
+    """
+    try:
+        hdu = find_hdu(hdul, "SPECRESP", path)
+    except NuskybgdError:
+        return hdul
+    names = [c.upper() for c in hdu.columns.names]
+    if "ENERG_LO" not in names or "ENERG_HI" not in names:
+        return hdul
+    lo = np.asarray(hdu.data["ENERG_LO"], dtype=np.float64)
+    hi = np.asarray(hdu.data["ENERG_HI"], dtype=np.float64)
+    if np.all(hi > lo) and np.all(np.diff(lo) > 0):
+        return hdul
+    slo, shi = standard_energy_grid(lo.size)
+    if lo.size == 4096 and np.allclose(lo, slo, rtol=5e-3, atol=0) and np.allclose(hi, shi, rtol=5e-3, atol=0):
+        logging.getLogger("nuskybgd").info(
+            "%s: ARF energy columns are rounded (non-increasing bins); using the standard "
+            "1.6-165.44 keV grid of 0.04 keV bins", path)
+        new = hdu.copy()
+        new.data["ENERG_LO"] = slo
+        new.data["ENERG_HI"] = shi
+        return fits.HDUList([fits.PrimaryHDU(header=hdul[0].header.copy()), new])
+    raise NuskybgdError(f"{path}: ARF energy bins are not increasing (ENERG_HI <= ENERG_LO or unsorted)")
 
 
 _DENSE_CACHE = {}
