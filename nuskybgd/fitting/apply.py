@@ -531,8 +531,15 @@ def load_fit(path, info):
     from ..io.xcm import check_spectrum_order, read_xcm
     p = Path(path)
     if p.suffix.lower() == ".json":
-        from . import export
-        state = export.read_json(p)
+        import json
+        from .export import state_from_json
+        try:
+            d = json.loads(p.read_text())
+        except FileNotFoundError:
+            raise NuskybgdError(f"{p}: fit file not found") from None
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise NuskybgdError(f"{p}: cannot read fit JSON ({exc})") from None
+        state = state_from_json(d, str(p))
         base = p.parent
     else:
         state = read_xcm(p)
@@ -717,3 +724,334 @@ def compute_images(setup, emin, emax, presets=None, cache=None):
         imgs["band_counts"] = comp
         out[m] = imgs
     return out
+
+
+def _rebase(name, from_dir, to_dir):
+    """A file name relative to ``from_dir`` rewritten relative to ``to_dir``."""
+    import os
+    q = Path(name)
+    if q.is_absolute():
+        return str(q)
+    full = Path(from_dir) / q
+    try:
+        return os.path.relpath(full, to_dir)
+    except ValueError:
+        return str(full.resolve())
+
+
+def _rel(path, to_dir):
+    """``path`` relative to ``to_dir`` (absolute when on another drive)."""
+    import os
+    try:
+        return os.path.relpath(os.path.abspath(path), os.path.abspath(to_dir))
+    except ValueError:
+        return os.path.abspath(path)
+
+
+def _rebase_entry(e, from_dir, to_dir):
+    e = copy.deepcopy(e)
+    e.file = _rebase(e.file, from_dir, to_dir)
+    e.responses = {k: _rebase(v, from_dir, to_dir) for k, v in e.responses.items()}
+    e.arfs = {k: _rebase(v, from_dir, to_dir) for k, v in e.arfs.items()}
+    return e
+
+
+def load_sources(setup, regfiles, phafiles):
+    """Read source spectra and regions and compute their weights.
+
+    Parameters
+    ----------
+    setup : BackgroundSetup
+    regfiles, phafiles : list of str
+        Same length.
+
+    Returns
+    -------
+    list of dict
+        ``pha`` (DataPHA with RMF), ``module``, ``mask``, ``weights``,
+        ``regfile``, ``phafile``.
+
+    Raises
+    ------
+    NuskybgdError
+        Different list lengths, unreadable files, a spectrum without RMF,
+        a region off the projected images or with zero detector area.
+    """
+    from ..io.ogip import read_pha, spectrum_module
+    from ..io.regions import region_mask
+    from .weights import region_weights
+    if len(regfiles) != len(phafiles):
+        raise NuskybgdError(f"{len(regfiles)} source regions but {len(phafiles)} source spectra")
+    out = []
+    for reg, phaf in zip(regfiles, phafiles):
+        pha = read_pha(phaf, responses=True)
+        if pha.get_rmf() is None:
+            raise NuskybgdError(f"{phaf}: no RMF (RESPFILE keyword) to fold the background model through")
+        m = spectrum_module(pha, str(phaf))
+        if m not in setup.ap:
+            raise NuskybgdError(f"{phaf}: module {m} has no projected images or background spectra in "
+                                f"{setup.info.path}")
+        mask = region_mask(reg, setup.header, shape=setup.shape, header=setup.header)
+        w = region_weights(mask, list(setup.det[m]), setup.ap[m], name=str(reg))
+        out.append({"pha": pha, "module": m, "mask": mask, "weights": w, "regfile": str(reg),
+                    "phafile": str(phaf)})
+    return out
+
+
+def spec_outputs(savefile, regfiles, realisations=0):
+    """Output names of ``spec``.
+
+    Parameters
+    ----------
+    savefile : str
+        NAME (``.xcm`` suffix dropped).
+    regfiles : list of str
+    realisations : int
+
+    Returns
+    -------
+    dict
+        ``xcm``, ``json``, ``sherpa``, ``png``, ``bkg`` (list per source),
+        ``realisations`` (list of lists), ``arfs`` (list per source).
+    """
+    name = savefile[:-4] if savefile.endswith(".xcm") else savefile
+    n = len(regfiles)
+    stems = [Path(r).stem for r in regfiles]
+    if n == 1:
+        bases = [f"{name}_bkg"]
+    elif len(set(stems)) == n:
+        bases = [f"{name}_{s}_bkg" for s in stems]
+    else:
+        bases = [f"{name}_{k + 1}_bkg" for k in range(n)]
+    return {"xcm": f"{name}.xcm", "json": f"{name}.json", "sherpa": f"{name}_sherpa.py", "png": f"{name}.png",
+            "bkg": [f"{b}.pha" for b in bases],
+            "realisations": [[f"{b}_{j + 1:03d}.pha" for j in range(realisations)] for b in bases],
+            "arfs": [f"{name}_apbgd_{k + 1}.arf" for k in range(n)]}
+
+
+BANDS = ((3.0, 10.0), (10.0, 30.0), (30.0, 79.0), (3.0, 79.0))
+
+
+def run_spec(bgdinfo, fit, regfiles, phafiles, savefile=None, fcxb="fitted", realisations=0, seed=None,
+             clobber=False, setup=None, plot=True):
+    """The ``spec`` task: state with source spectra, predicted background spectra, plot.
+
+    Parameters
+    ----------
+    bgdinfo, fit : str or os.PathLike
+        bgdinfo.json and the fit (our JSON or an XCM).
+    regfiles, phafiles : list of str
+        Source regions and spectra (same length).
+    savefile : str, optional
+        Output NAME (default ``bgd_<first region stem>``).
+    fcxb : {"fitted", "preset"}
+    realisations : int
+        Poisson realisations of each predicted background spectrum.
+    seed : int, optional
+        Seed of the realisations.
+    clobber : bool
+        Replace existing outputs.
+    setup : BackgroundSetup, optional
+        Already loaded inputs.
+    plot : bool
+        Write NAME.png.
+
+    Returns
+    -------
+    dict
+        ``files`` written, ``state`` (FitState), ``sources`` (per source:
+        file, module, ``counts`` per channel of each component, ``total``
+        counts, ``bands`` {"3-10": counts, ...}).
+    """
+    import json
+    import os
+
+    from ..auxil import auxil_path, load_ratios
+    from ..io.ogip import write_pha
+    from ..io.output import atomic_outputs, check_outputs
+    from ..io.xcm import format_xcm
+    from ..models.responses import apbgd_arf, write_apbgd_arf
+    from ..sky.bgimage import band_channels
+    from .export import sherpa_script, state_to_json
+
+    if len(regfiles) != len(phafiles):
+        raise NuskybgdError(f"{len(regfiles)} source regions but {len(phafiles)} source spectra")
+    savefile = savefile or default_savefile(regfiles)
+    names = spec_outputs(savefile, regfiles, realisations)
+    all_files = [names["xcm"], names["json"], names["sherpa"]] + names["bkg"] + names["arfs"] \
+        + [f for r in names["realisations"] for f in r] + ([names["png"]] if plot else [])
+    check_outputs(all_files, clobber)
+    setup = setup or load_setup(bgdinfo, fit)
+    presets = load_ratios()
+    srcs = load_sources(setup, regfiles, phafiles)
+    out_dir = Path(names["xcm"]).parent if str(Path(names["xcm"]).parent) else Path(".")
+    fit_dir = Path(fit).parent
+    n_bg = len(setup.modules)
+
+    sources = []
+    arf_objs = []
+    for k, s in enumerate(srcs):
+        m, pha, w = s["module"], s["pha"], s["weights"]
+        rmf = pha.get_rmf()
+        date = pha.header.get("DATE-OBS")
+        arf = apbgd_arf(m, w.frac, rmf=rmf, date=date)
+        arf_objs.append(arf)
+        rmf_name = getattr(rmf, "name", None) or str(pha.header.get("RESPFILE"))
+        responses = {2: _rel(rmf_name, out_dir),
+                     3: _rel(rmf_name, out_dir),
+                     4: _rel(rmf_name, out_dir),
+                     5: str(auxil_path("diag.rmf"))}
+        arfs = {2: _rel(names["arfs"][k], out_dir), 4: str(auxil_path(f"fcxb{m}.arf"))}
+        sources.append(SourceSpectrum(file=_rel(s["phafile"], out_dir), module=m,
+                                      area=w.area, ap=w.ap, responses=responses, arfs=arfs))
+    fit_state = copy.deepcopy(setup.state)
+    fit_state.spectra = [_rebase_entry(e, fit_dir, out_dir) for e in fit_state.spectra]
+    state = add_source_spectra(fit_state, setup.modules, setup.weights, sources, presets,
+                               fix_line_ratios=setup.info.intbgd_fix_line_ratios, fcxb=fcxb)
+    state.info["modules"] = list(setup.modules) + [s.module for s in sources]
+    state.info["weights"] = [{"area": [float(a) for a in w.area], "ap": float(w.ap),
+                              "frac": [float(x) for x in w.frac]} for w in setup.weights] + \
+        [{"area": [float(a) for a in s["weights"].area], "ap": float(s["weights"].ap),
+          "frac": [float(x) for x in s["weights"].frac]} for s in srcs]
+
+    # Predicted background counts of each source spectrum.
+    results = []
+    cache = {}
+    for k, s in enumerate(srcs):
+        pha, m = s["pha"], s["module"]
+        t = spectrum_templates(pha, m, s["weights"].frac, cache)
+        comps = group_component_counts(state, n_bg + k + 1, t)
+        total = sum(comps.values())
+        rmf = pha.get_rmf()
+        bands = {}
+        for a, b in BANDS:
+            sel = band_channels(rmf.e_min, rmf.e_max, a, b)
+            bands[f"{a:g}-{b:g}"] = float(np.sum(total[sel]))
+        results.append({"file": s["phafile"], "region": s["regfile"], "module": m, "counts": comps,
+                        "total": float(np.sum(total)), "bands": bands, "spectrum": total,
+                        "exposure": float(pha.exposure), "backscal": float(np.atleast_1d(pha.backscal)[0])
+                        if pha.backscal is not None else 1.0})
+    state.info["predicted_background"] = [{"file": r["file"], "region": r["region"], "total_counts": r["total"],
+                                           "band_counts": r["bands"], "bkg_file": names["bkg"][k]}
+                                          for k, r in enumerate(results)]
+
+    rng = np.random.default_rng(seed)
+    exposures = [float(p.exposure) for p in setup.phas] + [float(s["pha"].exposure) for s in srcs]
+    with atomic_outputs(all_files, clobber) as out:
+        Path(out[names["xcm"]]).write_text(format_xcm(state))
+        Path(out[names["json"]]).write_text(json.dumps(state_to_json(state), indent=1, default=_json_default))
+        Path(out[names["sherpa"]]).write_text(sherpa_script(state, exposures=exposures))
+        for k, (s, r) in enumerate(zip(srcs, results)):
+            write_apbgd_arf(out[names["arfs"][k]], arf_objs[k], s["module"], s["weights"].frac, clobber=True)
+            hdr = _bkg_header(s["pha"], s["phafile"], s["regfile"])
+            areascal = float(np.atleast_1d(s["pha"].areascal)[0]) if s["pha"].areascal is not None else 1.0
+            write_pha(out[names["bkg"][k]], r["spectrum"], r["exposure"], r["backscal"], header=hdr,
+                      clobber=True, areascal=areascal)
+            for j, f in enumerate(names["realisations"][k]):
+                h = dict(hdr)
+                h["HISTORY"] = f"Poisson realisation {j + 1} of the predicted background (seed {seed})"
+                write_pha(out[f], rng.poisson(r["spectrum"]), r["exposure"], r["backscal"], header=h,
+                          clobber=True, areascal=areascal)
+        if plot:
+            plot_spec(out[names["png"]], srcs, results)
+    return {"files": all_files, "state": state, "sources": results, "names": names}
+
+
+def _json_default(o):
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    return str(o)
+
+
+def _bkg_header(pha, phafile, regfile):
+    h = {"HDUCLAS2": ("BKG", "model background spectrum"),
+         "TELESCOP": "NuSTAR",
+         "INSTRUME": str(pha.header.get("INSTRUME", "")).strip() or "FPMA",
+         "HISTORY": f"nuskybgd spec: predicted background of {Path(phafile).name} in {Path(regfile).name}"}
+    for key in ("OBJECT", "OBS_ID", "DATE-OBS", "DATE-END", "TSTART", "TSTOP", "RA_OBJ", "DEC_OBJ"):
+        if key in pha.header:
+            h[key] = pha.header[key]
+    return h
+
+
+def plot_spec(path, srcs, results):
+    """Write the spec plot: each source spectrum with predicted background.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        PNG file.
+    srcs : list of dict
+        From :func:`load_sources`.
+    results : list of dict
+        Per source: ``counts`` (component -> counts per channel), ``exposure``.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    n = len(srcs)
+    fig, axes = plt.subplots(n, 1, figsize=(7, 4.2 * n), squeeze=False)
+    for ax, s, r in zip(axes[:, 0], srcs, results):
+        rmf = s["pha"].get_rmf()
+        plot_source_spectrum(ax, rmf.e_min, rmf.e_max, np.asarray(s["pha"].counts, float), r["counts"],
+                             r["exposure"], title=f"{Path(s['phafile']).name} in {Path(s['regfile']).name} "
+                                                  f"(FPM{s['module']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)
+
+
+def run_simplify(bgdinfo, spec_file, savefile=None, clobber=False):
+    """The ``simplify`` task.
+
+    Parameters
+    ----------
+    bgdinfo : str or os.PathLike
+        bgdinfo.json (gives the number of background spectra).
+    spec_file : str or os.PathLike
+        State written by ``spec`` (XCM or JSON); its first spectra must be
+        bgdinfo's background spectra.
+    savefile : str, optional
+        Output NAME (default: :func:`simplify_savefile`).
+    clobber : bool
+
+    Returns
+    -------
+    dict
+        ``files`` written and the simplified ``state``.
+    """
+    import json
+    from ..io.output import atomic_outputs, check_outputs
+    from ..io.xcm import format_xcm
+    from .bgdinfo import load_bgdinfo
+    from .export import sherpa_script, state_to_json
+
+    info = load_bgdinfo(bgdinfo, check_files=False)
+    name = savefile or simplify_savefile(str(spec_file))
+    if name.endswith(".xcm"):
+        name = name[:-4]
+    files = [f"{name}.xcm", f"{name}.json", f"{name}_sherpa.py"]
+    check_outputs(files, clobber)
+    state = load_fit(spec_file, info)
+    simp = simplify_state(state, len(info.bgfiles))
+    out_dir = Path(files[0]).parent
+    simp.spectra = [_rebase_entry(e, Path(spec_file).parent, out_dir) for e in simp.spectra]
+    n_bg = len(info.bgfiles)
+    mods = state.info.get("modules") or []
+    wts = state.info.get("weights") or []
+    simp.info["modules"] = list(mods[n_bg:])
+    simp.info["weights"] = list(wts[n_bg:])
+    exposures = None
+    try:
+        from ..io.ogip import read_pha
+        exposures = [float(read_pha(Path(out_dir) / e.file if not Path(e.file).is_absolute() else e.file).exposure)
+                     for e in simp.spectra]
+    except NuskybgdError as exc:
+        log.warning("source spectra not readable (%s); Sherpa script without exposures", exc)
+    with atomic_outputs(files, clobber) as out:
+        Path(out[files[0]]).write_text(format_xcm(simp))
+        Path(out[files[1]]).write_text(json.dumps(state_to_json(simp), indent=1, default=_json_default))
+        Path(out[files[2]]).write_text(sherpa_script(simp, exposures=exposures))
+    return {"files": files, "state": simp}
