@@ -61,7 +61,7 @@ def synthetic_problem(n_regions=3, seed=0, fix_line_ratios=False, fcxb_links=(),
             specs.append(dict(file=f"bgd{r}{m}.pha", module=m, rmf=f"bgd{r}{m}.rmf",
                               apbgd_arf=f"bgd{r}{m}_apbgd.arf", fcxb_arf=f"fcxb{m}.arf", diag_rmf="diag.rmf"))
     state = build_background_state(specs, weights, ratios, fix_line_ratios=fix_line_ratios,
-                                   fcxb_links=fcxb_links)
+                                   fcxb_links=fcxb_links, module_area={"A": 2600.0, "B": 3400.0})
     truth = {}
     frng = np.random.default_rng(seed + 1000)
     for s, i in state.free_parameters():

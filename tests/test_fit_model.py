@@ -6,7 +6,7 @@ import pytest
 from fit_synthetic import W
 from nuskybgd.auxil import load_ratios
 from nuskybgd.errors import NuskybgdError
-from nuskybgd.fitting.model import (APBGD_FACTOR, ARCMIN2_PIX, FCXB_FACTOR, Link, Source,
+from nuskybgd.fitting.model import (APBGD_FACTOR, FCXB_FACTOR, Link, Source,
                                     build_background_state, component_labels)
 
 AREAS = [np.array([1000.0, 500.0, 0.0, 200.0]), np.array([0.0, 900.0, 300.0, 0.0]),
@@ -20,7 +20,11 @@ def _specs():
                  fcxb_arf=f"fcxb{m}.arf", diag_rmf="diag.rmf") for i, m in enumerate(MODS)]
 
 
+MODULE_AREA = {"A": 90000.0, "B": 85000.0}
+
+
 def _state(**kw):
+    kw.setdefault("module_area", MODULE_AREA)
     return build_background_state(_specs(), [W(a, ap) for a, ap in zip(AREAS, APS)], load_ratios(), **kw)
 
 
@@ -57,13 +61,22 @@ def test_intbgd_norms_and_ratios(original):
         for mod, ref, other in (("A", 0, 2), ("B", 1, 3)):
             ifac = np.array(pre[comp][mod]["ifactors"])
             s_ref, s_other = np.sum(AREAS[ref] * ifac), np.sum(AREAS[other] * ifac)
-            want = s_ref / AREAS[ref].sum() if original else s_ref / ARCMIN2_PIX
+            want = s_ref / AREAS[ref].sum() if original else s_ref / MODULE_AREA[mod]
             assert src.param(ref + 1, ipar).value == pytest.approx(want, rel=1e-13)
             lk = src.param(other + 1, ipar).link
             assert lk.source == "intbgd" and lk.index == ref * src.npar + ipar
             assert lk.factor == pytest.approx(s_other / s_ref, rel=1e-13)
             # linked value scales with area in both conventions only by the ratio
             assert src.param(other + 1, ipar).value == pytest.approx(want * s_other / s_ref, rel=1e-13)
+
+
+def test_full_field_region_gets_the_original_norm():
+    """A region covering the whole module: area-scaled norm = the original's mean."""
+    pre = load_ratios()["models"][1]["components"]
+    st = _state(module_area={"A": AREAS[0].sum(), "B": AREAS[1].sum()})
+    ifac = np.array(pre["apec"]["A"]["ifactors"])
+    assert st.source("intbgd").param(1, 4).value == pytest.approx(
+        np.sum(AREAS[0] * ifac) / AREAS[0].sum(), rel=1e-14)
 
 
 def test_fix_line_ratios():

@@ -418,7 +418,7 @@ def norm_template_key(source_name, labels, comp_index):
 
 
 def build_background_state(spectra, weights, presets, fix_line_ratios=False, fcxb_links=(),
-                           original_norms=False):
+                           original_norms=False, module_area=None):
     """Fill the parameter table of REFERENCE section 6.
 
     Parameters
@@ -441,11 +441,19 @@ def build_background_state(spectra, weights, presets, fix_line_ratios=False, fcx
         1-based spectrum numbers ``(i, j)``: fcxb norm of j = that of i.
     original_norms : bool
         Give the reference spectrum's intbgd norms the original's
-        area-weighted *mean* ``sum_k area_k ifactor_k / sum_k area_k``. By
-        default every intbgd norm scales with area like the linked spectra
-        and like intn: ``sum_k area_k ifactor_k / 599.75`` (ifactors per
-        arcmin^2 of sky, 599.75 sky pixels each). Only starting values differ:
-        links between spectra are the same ratios in both conventions.
+        area-weighted *mean* ``sum_k area_k ifactor_k / sum_k area_k``, which
+        does not scale with the region's area (REFERENCE section 10).
+    module_area : dict, optional
+        ``{"A": pixels, "B": pixels}``: total detector area of each module
+        on the sky (sum of its four projected detector images). Unless
+        ``original_norms``, every intbgd norm is then
+        ``sum_k area_k ifactor_k / module_area``: the ifactors are read as
+        the norms of the whole field of view (where this equals the
+        original's mean), scaled by the fraction of it inside the region, so
+        the reference norm scales with area exactly like the linked spectra.
+        Without ``module_area`` the original convention is used. Only starting
+        values differ: the links between spectra are the same ratios in both
+        conventions, so fitted models are identical.
 
     Returns
     -------
@@ -494,10 +502,15 @@ def build_background_state(spectra, weights, presets, fix_line_ratios=False, fcx
     def ifsum(i, ifac):
         return float(np.sum(area[i] * np.asarray(ifac, float)))
 
+    if not original_norms and module_area is not None:
+        for m in ref:
+            if not (m in module_area and float(module_area[m]) > 0):
+                raise NuskybgdError(f"module {m}: total detector area on the sky is zero or unknown")
+
     def intbgd_norm(i, ifac):
-        if original_norms:
+        if original_norms or module_area is None:
             return ifsum(i, ifac) / float(np.sum(area[i]))
-        return ifsum(i, ifac) / ARCMIN2_PIX
+        return ifsum(i, ifac) / float(module_area[spectra[i]["module"]])
 
     # --- source 2: apbgd (cutoffpl) ---
     src = Source.from_expression(2, "apbgd", "cutoffpl")
@@ -597,7 +610,11 @@ def build_background_state(spectra, weights, presets, fix_line_ratios=False, fcx
     state.info["modules"] = [s["module"] for s in spectra]
     state.info["weights"] = [{"area": [float(a) for a in area[i]], "ap": ap[i],
                               "frac": [float(a) for a in area[i] / np.sum(area[i])]} for i in range(n)]
-    state.info["original_norms"] = bool(original_norms)
+    state.info["intbgd_norms"] = ("original: reference norm = sum_k area_k ifactor_k / sum_k area_k"
+                                  if original_norms or module_area is None else
+                                  "area-scaled: norm = sum_k area_k ifactor_k / module detector area")
+    if module_area is not None:
+        state.info["module_area"] = {m: float(v) for m, v in module_area.items()}
     state.info["fix_line_ratios"] = bool(fix_line_ratios)
     return state
 

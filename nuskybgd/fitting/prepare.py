@@ -1,0 +1,240 @@
+"""From bgdinfo.json to what the engine needs: spectra, weights, responses, templates.
+
+Steps (REFERENCE section 6): read each background spectrum (module from
+INSTRUME, RMF from RESPFILE), the reference image (WCS), each region's mask,
+the module's projected aperture and detector images, the region weights;
+then the custom apbgd ARF of each spectrum (Be window x detector-fraction
+weighted DETABS) and the folded templates of every norm-carrying component.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import NuskybgdError
+from .engine import SpectrumData, bin_mask_from_energy, group_ids
+from .weights import region_weights
+
+__all__ = ["LoadedSpectrum", "load_spectra", "compute_weights", "spectrum_data", "ignore_ranges",
+           "shape_presets"]
+
+log = logging.getLogger("nuskybgd")
+
+
+@dataclass
+class LoadedSpectrum:
+    """One background spectrum with its response.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+    pha : sherpa.astro.data.DataPHA
+    module : str
+        ``"A"`` or ``"B"``.
+    rmf_path : pathlib.Path
+    rmf : sherpa.astro.data.DataRMF
+    counts : ndarray
+        Counts per channel.
+    exposure : float
+        Seconds.
+    grouping, quality : ndarray or None
+    e_lo, e_hi : ndarray
+        Channel energy bounds (keV, EBOUNDS of the RMF).
+    """
+
+    path: Path
+    pha: object
+    module: str
+    rmf_path: Path
+    rmf: object
+    counts: np.ndarray
+    exposure: float
+    grouping: object
+    quality: object
+    e_lo: np.ndarray
+    e_hi: np.ndarray
+
+
+def load_spectra(paths):
+    """Read background spectra and their RMFs.
+
+    Parameters
+    ----------
+    paths : list of pathlib.Path
+
+    Returns
+    -------
+    list of LoadedSpectrum
+
+    Raises
+    ------
+    NuskybgdError
+        Unreadable spectrum, INSTRUME not FPMA/FPMB, no RESPFILE, unreadable
+        RMF, or channels that do not match the RMF.
+    """
+    from ..io.ogip import read_pha, read_rmf, spectrum_module
+
+    out = []
+    for p in paths:
+        p = Path(p)
+        pha = read_pha(p)
+        module = spectrum_module(pha, str(p))
+        rname = str(pha.header.get("RESPFILE", "none")).strip()
+        if rname.lower() in ("", "none"):
+            raise NuskybgdError(f"{p}: no RESPFILE keyword naming the spectrum's RMF")
+        rpath = Path(rname) if Path(rname).is_absolute() else p.parent / rname
+        if not rpath.is_file():
+            raise NuskybgdError(f"{p}: its RMF {rpath} (RESPFILE) does not exist")
+        rmf = read_rmf(rpath)
+        counts = np.asarray(pha.counts, float)
+        e_lo = np.asarray(rmf.e_min, float)
+        e_hi = np.asarray(rmf.e_max, float)
+        if e_lo.size != counts.size:
+            raise NuskybgdError(f"{p}: {counts.size} channels but its RMF {rpath} has {e_lo.size}")
+        if not np.all(np.isfinite(counts)) or np.any(counts < 0):
+            raise NuskybgdError(f"{p}: counts contain NaN or negative values")
+        expo = float(pha.exposure or 0)
+        if not expo > 0:
+            raise NuskybgdError(f"{p}: EXPOSURE is missing or not positive")
+        grouping = None if pha.grouping is None else np.asarray(pha.grouping)
+        quality = None if pha.quality is None else np.asarray(pha.quality)
+        out.append(LoadedSpectrum(p, pha, module, rpath, rmf, counts, expo, grouping, quality, e_lo, e_hi))
+    return out
+
+
+def compute_weights(info, spectra):
+    """Region weights of every background spectrum.
+
+    Parameters
+    ----------
+    info : BgdInfo
+    spectra : list of LoadedSpectrum
+
+    Returns
+    -------
+    list of Weights
+
+    Raises
+    ------
+    NuskybgdError
+        Missing images for a module, mismatched shapes, a region outside the
+        image or with zero area on every detector.
+    """
+    from ..io.regions import region_mask
+    from ..io.skyfiles import read_image
+
+    ref, hdr = read_image(info.refimgf, "reference image")
+    cache = {}
+
+    def images(m):
+        if m not in cache:
+            if m not in info.bgdapfiles or m not in info.bgddetfiles:
+                raise NuskybgdError(f"{info.path}: spectra of module {m} but no bgdapfiles.{m}/bgddetfiles.{m}")
+            ap, _ = read_image(info.bgdapfiles[m], "aperture image")
+            dets = [read_image(f, "detector image")[0] for f in info.bgddetfiles[m]]
+            for f, im in zip([info.bgdapfiles[m]] + list(info.bgddetfiles[m]), [ap] + dets):
+                if im.shape != ref.shape:
+                    raise NuskybgdError(f"{f}: image shape {im.shape} differs from refimgf {ref.shape}")
+            cache[m] = (ap, dets)
+        return cache[m]
+
+    out = []
+    for s, reg in zip(spectra, info.regfiles):
+        mask = region_mask(reg, hdr, shape=ref.shape, header=hdr)
+        ap, dets = images(s.module)
+        out.append(region_weights(mask, dets, ap, name=f"{reg} (module {s.module})"))
+    return out
+
+
+def ignore_ranges(noticed):
+    """XSPEC ignore ranges (1-based inclusive bins) of a noticed-bin mask.
+
+    Parameters
+    ----------
+    noticed : ndarray of bool
+
+    Returns
+    -------
+    list of (int, int)
+    """
+    bad = ~np.asarray(noticed, bool)
+    out = []
+    i, n = 0, bad.size
+    while i < n:
+        if bad[i]:
+            j = i
+            while j + 1 < n and bad[j + 1]:
+                j += 1
+            out.append((i + 1, j + 1))
+            i = j + 1
+        else:
+            i += 1
+    return out
+
+
+def spectrum_data(s, templates, emin, emax):
+    """Engine input of one spectrum.
+
+    Parameters
+    ----------
+    s : LoadedSpectrum
+    templates : dict
+        Template key -> counts per channel per unit norm.
+    emin, emax : float
+        Noticed band, keV (bins wholly inside are kept).
+
+    Returns
+    -------
+    SpectrumData
+
+    Raises
+    ------
+    NuskybgdError
+        When no bin is left in the band.
+    """
+    ids = group_ids(s.grouping, s.counts.size)
+    noticed = bin_mask_from_energy(ids, s.e_lo, s.e_hi, emin, emax, s.quality)
+    if not noticed.any():
+        raise NuskybgdError(f"{s.path}: no bin between {emin} and {emax} keV")
+    return SpectrumData(counts=s.counts, templates=templates, ids=ids, noticed=noticed, name=str(s.path))
+
+
+def shape_presets(state, group, module):
+    """Presets of one module with the shape values of a state's data group.
+
+    Parameters
+    ----------
+    state : FitState
+    group : int
+        Data group whose (frozen or linked) shape values are used.
+    module : str
+
+    Returns
+    -------
+    ComponentPresets
+        The bundle presets with PhoIndex/HighECut of apbgd and fcxb, apec
+        kT/Abundanc/Redshift, every line's LineE/Width and intn's indices and
+        break replaced by the state's values, so that templates folded with
+        them describe the state.
+    """
+    import dataclasses
+
+    from ..models.presets import component_presets
+
+    pre = component_presets(module)
+
+    def val(name, ipar):
+        src = state.source(name)
+        return float(src.param(group, ipar).value)
+
+    apb = dataclasses.replace(pre.apbgd, phoindex=val("apbgd", 1), highecut=val("apbgd", 2))
+    fc = dataclasses.replace(pre.fcxb, phoindex=val("fcxb", 1), highecut=val("fcxb", 2))
+    apec = dataclasses.replace(pre.apec, kt=val("intbgd", 1), abundanc=val("intbgd", 2), redshift=val("intbgd", 3))
+    lines = tuple(dataclasses.replace(ln, linee=val("intbgd", 5 + 3 * k), width=val("intbgd", 6 + 3 * k))
+                  for k, ln in enumerate(pre.lines))
+    intn = dataclasses.replace(pre.intn, phoindx1=val("intn", 1), breake=val("intn", 2), phoindx2=val("intn", 3))
+    return dataclasses.replace(pre, apbgd=apb, fcxb=fc, apec=apec, lines=lines, intn=intn)
