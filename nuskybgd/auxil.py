@@ -103,7 +103,8 @@ def download_auxil(name, base_url=None, dest_dir=None, progress=True):
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=dest_dir)
     try:
         try:
-            with urllib.request.urlopen(url, timeout=60) as resp, os.fdopen(fd, "wb") as out:
+            # Open the temporary file first so that its descriptor is closed when urlopen fails.
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
                 total = resp.headers.get("Content-Length")
                 total = int(total) if total and total.isdigit() else None
                 from tqdm.auto import tqdm
