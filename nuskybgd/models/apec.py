@@ -367,7 +367,7 @@ class TemplateSpectrum:
         ----------
         elo, ehi : array_like
             Bin edges (keV); every bin must be a bin of the template (to
-            1e-5 keV; NuSTAR response grids are stored in float32).
+            1e-5 keV + 1e-6 E; NuSTAR response grids are stored in float32).
         kt, abundanc, redshift : float
             Must equal the template's parameters (relative 1e-5).
 
@@ -385,9 +385,10 @@ class TemplateSpectrum:
                     f"{self.path}: the apec template holds only kT={self.params['kt']:g}, "
                     f"Abundanc={self.params['abundanc']:g}, z={self.params['redshift']:g} "
                     f"({key} = {v:g} asked); install AtomDB with '{DOWNLOAD_COMMAND}' for other values")
-        idx = np.searchsorted(self.elo, elo - 1e-5)
+        tol_lo = 1e-5 + 1e-6 * np.abs(elo)
+        idx = np.searchsorted(self.elo, elo - tol_lo)
         idx = np.clip(idx, 0, self.elo.size - 1)
-        ok = (np.abs(self.elo[idx] - elo) <= 1e-5) & (np.abs(self.ehi[idx] - ehi) <= 1e-5)
+        ok = (np.abs(self.elo[idx] - elo) <= tol_lo) & (np.abs(self.ehi[idx] - ehi) <= 1e-5 + 1e-6 * np.abs(ehi))
         if not np.all(ok):
             i = int(np.nonzero(~ok)[0][0])
             raise NuskybgdError(
