@@ -116,7 +116,10 @@ def compute_weights(info, spectra):
 
     Returns
     -------
-    list of Weights
+    weights : list of Weights
+    module_area : dict
+        Module -> total detector area on the sky (sum of its four projected
+        detector images), sky pixels.
 
     Raises
     ------
@@ -147,7 +150,8 @@ def compute_weights(info, spectra):
         mask = region_mask(reg, hdr, shape=ref.shape, header=hdr)
         ap, dets = images(s.module)
         out.append(region_weights(mask, dets, ap, name=f"{reg} (module {s.module})"))
-    return out
+    module_area = {m: float(sum(np.sum(d) for d in dets)) for m, (ap, dets) in cache.items()}
+    return out, module_area
 
 
 def ignore_ranges(noticed):

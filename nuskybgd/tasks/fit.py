@@ -1,0 +1,279 @@
+"""``nuskybgd fit``: fit the background model to background-region spectra."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import NuskybgdError
+from ..fitting.bgdinfo import TEMPLATE
+
+SUMMARY = "fit the background model to background-region spectra"
+
+DESCRIPTION = f"""\
+Fit the four-component NuSTAR background model (apbgd, intbgd, fcxb, intn;
+XSPEC sources 2-5) simultaneously to the spectra of background regions.
+Region weights come from the region masks on the projected aperture and
+detector images (nuskybgd projbgd); the first spectrum of each module is its
+reference, and every other spectrum's norms are tied to it by fixed ratios.
+The free parameters are norms, so the fit is a Poisson (cstat) or chi-square
+likelihood solved by Newton iterations on folded templates; 1-sigma errors
+come from the Fisher matrix.
+
+Outputs (an existing file is an error unless --clobber):
+  NAME.xcm          XSPEC save file (xspec> @NAME.xcm, from NAME's folder)
+  NAME.json         every parameter (value, error, free/frozen/linked, link
+                    ratio), statistic, dof, weights, software versions
+  NAME_sherpa.py    script that rebuilds the fitted state in Sherpa
+  NAME.png          data, model, components and residuals per spectrum
+  NAME.log          summary of the run
+  NAME_apbgd<n>.arf aperture-background ARF of spectrum n (named by the XCM)
+
+--no-fit writes the presets (the original tool's behaviour).
+--original-norms gives the reference spectrum's intbgd norms the original's
+area-weighted mean (not scaled with area); by default they are the preset
+ifactors scaled by the region's share of the module's detector area.
+
+bgdinfo.json template (paths relative to the JSON file's folder):
+{TEMPLATE}
+
+examples:
+  nuskybgd fit bgdinfo.json
+  nuskybgd fit bgdinfo.json savefile=bgdparams --statistic chi
+  nuskybgd fit bgdinfo.json --savefile out/bgd --no-fit --clobber
+"""
+
+LEGACY = {"savefile": "--savefile"}
+
+log = logging.getLogger("nuskybgd")
+
+
+def add_arguments(parser):
+    """Arguments of ``nuskybgd fit``."""
+    parser.add_argument("bgdinfo", help="bgdinfo.json (see the template above)")
+    parser.add_argument("--savefile", default="bgdparams",
+                        help="output name NAME (folder allowed; .xcm suffix dropped; default bgdparams)")
+    parser.add_argument("--statistic", default="cstat", choices=["cstat", "chi"],
+                        help="fit statistic (default cstat; chi uses the data variance as the original)")
+    parser.add_argument("--no-fit", action="store_true", help="write the presets without fitting")
+    parser.add_argument("--emin", type=float, default=3.0, help="lowest energy noticed, keV (default 3)")
+    parser.add_argument("--emax", type=float, default=150.0, help="highest energy noticed, keV (default 150)")
+    parser.add_argument("--original-norms", action="store_true",
+                        help="reference intbgd norms as the original (area-weighted mean)")
+    parser.add_argument("--no-plot", action="store_true", help="do not write NAME.png")
+    parser.add_argument("--clobber", action="store_true", help="overwrite existing output files")
+
+
+@dataclass
+class FitOutputs:
+    """What :func:`fit_background` produced.
+
+    Attributes
+    ----------
+    paths : dict
+        Kind (``xcm``, ``json``, ``sherpa``, ``png``, ``log``, ``arfs``) ->
+        path(s).
+    state : FitState
+    model : LinearModel
+    result : FitResult or None
+    spectra : list of LoadedSpectrum
+    weights : list of Weights
+    """
+
+    paths: dict
+    state: object
+    model: object
+    result: object
+    spectra: list
+    weights: list
+
+
+def output_names(savefile, n_spectra, plot=True):
+    """Output files of a fit.
+
+    Parameters
+    ----------
+    savefile : str
+        NAME (a trailing ``.xcm`` is dropped).
+    n_spectra : int
+    plot : bool
+
+    Returns
+    -------
+    dict
+        ``xcm``, ``json``, ``sherpa``, ``log``, ``png`` (or None), ``arfs``
+        (list) -> pathlib.Path.
+    """
+    name = str(savefile).strip()
+    if not name:
+        raise NuskybgdError("--savefile: empty name")
+    if name.endswith(".xcm"):
+        name = name[:-4]
+    base = Path(name)
+    return {"xcm": base.with_name(base.name + ".xcm"), "json": base.with_name(base.name + ".json"),
+            "sherpa": base.with_name(base.name + "_sherpa.py"), "log": base.with_name(base.name + ".log"),
+            "png": base.with_name(base.name + ".png") if plot else None,
+            "arfs": [base.with_name(f"{base.name}_apbgd{k + 1}.arf") for k in range(n_spectra)]}
+
+
+def _rel(path, folder):
+    try:
+        return os.path.relpath(os.path.abspath(path), os.path.abspath(folder))
+    except ValueError:  # other drive (Windows)
+        return os.path.abspath(path)
+
+
+def parameter_table(state):
+    """Text table of the free parameters and linked norms of the reference spectra.
+
+    Parameters
+    ----------
+    state : FitState
+
+    Returns
+    -------
+    str
+    """
+    rows = ["source    group  par  name        component      value          error"]
+    for src in state.sources:
+        labels = src.labels
+        for i, p in enumerate(src.params):
+            if not p.free:
+                continue
+            g, ip = divmod(i, src.npar)
+            c = src.par_components[ip]
+            err = f"{p.error:.6g}" if p.error is not None else "-"
+            rows.append(f"{src.name or '':<9} {g + 1:>5}  {i + 1:>3}  {src.par_names[ip]:<10}  "
+                        f"{labels[c] if c >= 0 else '':<13} {p.value:<14.6g} {err}")
+    return "\n".join(rows)
+
+
+def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=False, emin=3.0, emax=150.0,
+                   original_norms=False, clobber=False, plot=True, caldb=None):
+    """Fit the background model of a bgdinfo.json file and write the outputs.
+
+    Parameters
+    ----------
+    bgdinfo : str or os.PathLike
+        bgdinfo.json.
+    savefile : str
+        Output name NAME.
+    statistic : {"cstat", "chi"}
+    no_fit : bool
+        Write the presets without fitting.
+    emin, emax : float
+        Noticed band, keV.
+    original_norms : bool
+        Reference intbgd norms as the original (see
+        :func:`nuskybgd.fitting.model.build_background_state`).
+    clobber : bool
+        Replace existing outputs.
+    plot : bool
+        Write NAME.png.
+    caldb : str or Caldb, optional
+        CALDB for the apbgd ARFs (default ``$CALDB``).
+
+    Returns
+    -------
+    FitOutputs
+
+    Raises
+    ------
+    NuskybgdError
+        Bad input (see :func:`~nuskybgd.fitting.bgdinfo.load_bgdinfo`,
+        :func:`~nuskybgd.fitting.prepare.load_spectra`), existing outputs.
+        Nothing is written in that case.
+    """
+    from ..auxil import auxil_path, load_ratios
+    from ..fitting.bgdinfo import load_bgdinfo
+    from ..fitting.engine import fit_state
+    from ..fitting.export import plot_fit, sherpa_script, state_to_json
+    from ..fitting.model import build_background_state
+    from ..fitting.prepare import compute_weights, ignore_ranges, load_spectra, spectrum_data
+    from ..io.output import atomic_outputs, check_outputs
+    from ..io.xcm import format_xcm
+    from ..models.background import component_templates
+    from ..models.responses import apbgd_arf, write_apbgd_arf
+
+    t_start = time.perf_counter()
+    if not emax > emin:
+        raise NuskybgdError(f"--emin {emin} must be below --emax {emax}")
+    if statistic not in ("cstat", "chi"):
+        raise NuskybgdError(f"--statistic {statistic}: use cstat or chi")
+    info = load_bgdinfo(bgdinfo)
+    names = output_names(savefile, len(info.bgfiles), plot)
+    all_paths = [names[k] for k in ("xcm", "json", "sherpa", "log", "png") if names[k] is not None] + names["arfs"]
+    check_outputs(all_paths, clobber)
+    outdir = names["xcm"].parent if str(names["xcm"].parent) else Path(".")
+
+    spectra = load_spectra(info.bgfiles)
+    weights, module_area = compute_weights(info, spectra)
+    ratios = load_ratios()
+    specs, arfs = [], []
+    for k, (s, w) in enumerate(zip(spectra, weights)):
+        arf = apbgd_arf(s.module, w.frac, caldb=caldb, rmf=s.rmf)
+        arfs.append(arf)
+        specs.append(dict(file=_rel(s.path, outdir), module=s.module, rmf=_rel(s.rmf_path, outdir),
+                          apbgd_arf=_rel(names["arfs"][k], outdir),
+                          fcxb_arf=_rel(auxil_path(f"fcxb{s.module}.arf"), outdir),
+                          diag_rmf=_rel(auxil_path("diag.rmf"), outdir)))
+    state = build_background_state(specs, weights, ratios, fix_line_ratios=info.intbgd_fix_line_ratios,
+                                   fcxb_links=info.fcxb_links, original_norms=original_norms,
+                                   module_area=module_area)
+    state.statistic = statistic
+    sds = []
+    for k, (s, w) in enumerate(zip(spectra, weights)):
+        tmpl = component_templates(s.rmf, s.module, w.frac, s.exposure, caldb=caldb)
+        sd = spectrum_data(s, tmpl, emin, emax)
+        state.spectra[k].ignore = ignore_ranges(sd.noticed)
+        sds.append(sd)
+    model, result = fit_state(state, sds, statistic, fit=not no_fit)
+    state.info["band_kev"] = [emin, emax]
+    state.info["bgdinfo"] = str(info.path)
+    state.info["exposure"] = [s.exposure for s in spectra]
+
+    fitinfo = state.info["fit"]
+    summary = [
+        f"nuskybgd fit {info.path}",
+        f"spectra: {len(spectra)} ({', '.join(f'{s.path.name} [FPM{s.module}]' for s in spectra)})",
+        f"band: {emin}-{emax} keV; statistic {statistic}; "
+        + ("presets only (--no-fit)" if no_fit else
+           f"fitted in {result.n_iter} Newton iterations, {result.seconds:.3f} s, converged={result.converged}"),
+        f"{statistic} = {fitinfo['value']:.6g} for {fitinfo['dof']} dof "
+        f"({fitinfo['n_bins']} bins, {fitinfo['n_free']} free parameters)",
+        "region weights (detector areas DET0..DET3 in sky pixels, aperture sum):",
+    ]
+    for s, w in zip(spectra, weights):
+        summary.append(f"  {s.path.name}: area {[round(float(a), 3) for a in w.area]} ap {w.ap:.6g}")
+    summary.append(parameter_table(state))
+    text_log = "\n".join(summary) + "\n"
+
+    with atomic_outputs(all_paths, clobber) as out:
+        Path(out[names["xcm"]]).write_text(format_xcm(state))
+        Path(out[names["json"]]).write_text(json.dumps(state_to_json(state), indent=1) + "\n")
+        Path(out[names["sherpa"]]).write_text(sherpa_script(state))
+        for k, (s, w, arf) in enumerate(zip(spectra, weights, arfs)):
+            write_apbgd_arf(out[names["arfs"][k]], arf, s.module, w.frac, clobber=True)
+        if names["png"] is not None:
+            plot_fit(out[names["png"]], model, state, [(s.e_lo, s.e_hi) for s in spectra],
+                     labels=[f"{s.path.name} (FPM{s.module})" for s in spectra])
+        text_log += f"total time {time.perf_counter() - t_start:.2f} s\n"
+        Path(out[names["log"]]).write_text(text_log)
+    for line in summary[:4]:
+        log.info(line)
+    log.info("wrote %s", ", ".join(str(p) for p in all_paths[:5]))
+    return FitOutputs(paths=names, state=state, model=model, result=result, spectra=spectra, weights=weights)
+
+
+def run(args):
+    """Run ``nuskybgd fit``."""
+    res = fit_background(args.bgdinfo, savefile=args.savefile, statistic=args.statistic, no_fit=args.no_fit,
+                         emin=args.emin, emax=args.emax, original_norms=args.original_norms,
+                         clobber=args.clobber, plot=not args.no_plot)
+    print(parameter_table(res.state), file=sys.stdout)
+    return 0
