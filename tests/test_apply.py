@@ -141,3 +141,257 @@ def test_component_counts_and_errors():
     assert default_savefile(["dir/src1.reg", "src2.reg"]) == "bgd_src1"
     assert simplify_savefile("x/bgd_src1.xcm") == "bgd_only_src1"
     assert simplify_savefile("fit.xcm") == "bgd_only_fit"
+
+
+# ----------------------------------------------------------------------------
+# spec / simplify / image on a synthetic field (files, CALDB RMFs, no fit)
+# ----------------------------------------------------------------------------
+
+import json
+import os
+from pathlib import Path
+
+from astropy.io import fits
+
+from nuskybgd.cli import main
+
+NPIX = 1000
+RATIOS = []
+
+
+def _header():
+    h = fits.Header()
+    h.update(CTYPE1="RA---TAN", CTYPE2="DEC--TAN", CRPIX1=500.5, CRPIX2=500.5, CRVAL1=150.0, CRVAL2=2.0,
+             CDELT1=-2.45810736 / 3600, CDELT2=2.45810736 / 3600, CUNIT1="deg", CUNIT2="deg",
+             RADESYS="FK5", EQUINOX=2000.0, PA_PNT=63.7, TELESCOP="NuSTAR")
+    return h
+
+
+def _images():
+    """Detector quadrants of a ~360-pixel footprint centred near (500, 480), smooth edges, gradient aperture."""
+    y, x = np.mgrid[0:NPIX, 0:NPIX].astype(float)
+    cx, cy = 505.0, 480.0
+    s = 2.5
+    fx = 1 / (1 + np.exp(-(x - cx) / s))
+    fy = 1 / (1 + np.exp(-(y - cy) / s))
+    edge = (1 / (1 + np.exp(-(x - (cx - 175)) / s)) * 1 / (1 + np.exp((x - (cx + 175)) / s))
+            * 1 / (1 + np.exp(-(y - (cy - 175)) / s)) * 1 / (1 + np.exp((y - (cy + 175)) / s)))
+    det = np.array([(1 - fx) * (1 - fy), fx * (1 - fy), fx * fy, (1 - fx) * fy]) * edge * 0.97
+    ap = (1.0 + 1.2 * (x - cx + 175) / 350) * det.sum(0) * 2.4e-3
+    return det, ap
+
+
+BG_REGIONS = [(400, 380, 60), (610, 380, 55), (620, 590, 60)]
+SRC_REGION = (420, 600, 50)
+
+
+def _write_reg(path, circles, exclude=()):
+    lines = ["# Region file format: DS9 version 4.1", "image"]
+    lines += [f"circle({x},{y},{r})" for x, y, r in circles]
+    lines += [f"-circle({x},{y},{r})" for x, y, r in exclude]
+    Path(path).write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def field(tmp_path_factory, synthetic_caldb):
+    """bgdinfo.json, background spectra drawn from the model, a 'fit' XCM and a source spectrum."""
+    from nuskybgd.caldb import Caldb
+    from nuskybgd.fitting.weights import region_weights
+    from nuskybgd.io.ogip import read_rmf, write_pha
+    from nuskybgd.io.regions import region_mask
+    from nuskybgd.models.background import component_templates
+
+    old = os.environ.get("CALDB")
+    os.environ["CALDB"] = str(synthetic_caldb)
+    d = tmp_path_factory.mktemp("field")
+    hdr = _header()
+    det, ap = _images()
+    for m in "AB":
+        fits.PrimaryHDU(ap.astype(np.float32), header=hdr).writeto(d / f"bgdap{m}.fits")
+        for k in range(4):
+            fits.PrimaryHDU(det[k].astype(np.float32), header=hdr).writeto(d / f"det{k}{m}im.fits")
+    det = np.array([fits.getdata(d / f"det{k}Aim.fits").astype(float) for k in range(4)])
+    ap = fits.getdata(d / "bgdapA.fits").astype(float)
+    cal = Caldb(synthetic_caldb)
+    rmfs = {m: cal.rmf(f"FPM{m}", "DET0", "2021-01-01") for m in "AB"}
+    presets = load_ratios()
+    bgfiles, regfiles, specs, weights, masks = [], [], [], [], []
+    for i, c in enumerate(BG_REGIONS):
+        for m in "AB":
+            reg = _write_reg(d / f"bgd{i + 1}{m}.reg", [c])
+            mask = region_mask(reg, hdr, shape=(NPIX, NPIX), header=hdr)
+            w = region_weights(mask, list(det), ap, name=str(reg))
+            bgfiles.append(f"bgd{i + 1}{m}.pha")
+            regfiles.append(reg.name)
+            weights.append(w)
+            masks.append(mask)
+            specs.append({"file": f"bgd{i + 1}{m}.pha", "module": m, "rmf": str(rmfs[m]), "apbgd_arf": "x.arf",
+                          "fcxb_arf": "y.arf", "diag_rmf": "diag.rmf"})
+    st = build_background_state(specs, weights, presets)
+    rng = np.random.default_rng(7)
+    for s, i in st.free_parameters():
+        s.params[i].value *= rng.uniform(0.7, 1.4)
+    st.update_linked_values()
+    expo = 4.0e4
+    rmf_obj = {m: read_rmf(rmfs[m]) for m in "AB"}
+    for g, (sp, w) in enumerate(zip(specs, weights), start=1):
+        t = component_templates(rmf_obj[sp["module"]], sp["module"], w.frac, expo)
+        mu = sum(group_component_counts(st, g, t).values())
+        write_pha(d / sp["file"], rng.poisson(mu), expo, 1.0,
+                  header={"INSTRUME": f"FPM{sp['module']}", "RESPFILE": str(rmfs[sp["module"]]),
+                          "DATE-OBS": "2021-03-14T06:00:00"})
+    (d / "fit.xcm").write_text(format_xcm(st))
+    info = {"bgfiles": bgfiles, "regfiles": regfiles, "refimgf": "bgdapA.fits",
+            "bgdapfiles": {"A": "bgdapA.fits", "B": "bgdapB.fits"},
+            "bgddetfiles": {m: [f"det{k}{m}im.fits" for k in range(4)] for m in "AB"}}
+    (d / "bgdinfo.json").write_text(json.dumps(info))
+    # source spectra: background only, both modules, same region
+    src_reg = _write_reg(d / "src.reg", [SRC_REGION])
+    for m in "AB":
+        mask = region_mask(src_reg, hdr, shape=(NPIX, NPIX), header=hdr)
+        write_pha(d / f"src{m}.pha", rng.poisson(50 * np.ones(4096) / 4096), expo, 1.0,
+                  header={"INSTRUME": f"FPM{m}", "RESPFILE": str(rmfs[m]), "DATE-OBS": "2021-03-14T06:00:00"})
+    _write_reg(d / "off.reg", [(950, 950, 20)])
+    yield {"dir": d, "state": st, "weights": weights, "masks": masks, "rmfs": rmfs, "det": det, "ap": ap,
+           "expo": expo, "hdr": hdr}
+    if old is None:
+        os.environ.pop("CALDB", None)
+    else:
+        os.environ["CALDB"] = old
+
+
+def _chdir(path):
+    class _C:
+        def __enter__(self):
+            self.old = os.getcwd()
+            os.chdir(path)
+
+        def __exit__(self, *a):
+            os.chdir(self.old)
+    return _C()
+
+
+def test_spec_outputs_and_counts(field, tmp_path):
+    from nuskybgd.fitting.apply import run_spec
+    from nuskybgd.io.ogip import read_pha
+    d = field["dir"]
+    with _chdir(d):
+        res = run_spec("bgdinfo.json", "fit.xcm", ["src.reg", "src.reg"], ["srcA.pha", "srcB.pha"],
+                       savefile=str(tmp_path / "bgd_src"), realisations=3, seed=2)
+    names = res["names"]
+    for f in res["files"]:
+        assert Path(f).is_file(), f
+    assert names["bkg"] == [str(tmp_path / "bgd_src_1_bkg.pha"), str(tmp_path / "bgd_src_2_bkg.pha")]
+    for k, r in enumerate(res["sources"]):
+        pha = read_pha(names["bkg"][k])
+        np.testing.assert_allclose(pha.counts, r["spectrum"], rtol=1e-12)
+        assert pha.exposure == pytest.approx(field["expo"]) and pha.backscal == pytest.approx(1.0)
+        assert r["total"] > 100
+        reals = [read_pha(f).counts for f in names["realisations"][k]]
+        assert all(np.all(x == np.round(x)) for x in reals)
+        assert np.mean([x.sum() for x in reals]) == pytest.approx(r["total"], rel=5 * r["total"] ** -0.5)
+    # the XCM reads back with 8 spectra and linked source groups
+    st = parse_xcm(Path(names["xcm"]).read_text())
+    assert len(st.spectra) == 8
+    assert st.source("apbgd").param(7, 3).link is not None
+    js = json.loads(Path(names["json"]).read_text())
+    assert len(js["info"]["predicted_background"]) == 2
+    compile(Path(names["sherpa"]).read_text(), names["sherpa"], "exec")
+
+
+def test_image_sums_match_spec_counts(field, tmp_path):
+    """Consistency: image sums over a region = spectral prediction in the band (1 %)."""
+    from nuskybgd.fitting.apply import compute_images, load_setup, run_spec
+    from nuskybgd.io.regions import region_mask
+    from nuskybgd.sky.bgimage import band_channels, region_sum
+    d = field["dir"]
+    regions = {"src": SRC_REGION, "bg1": BG_REGIONS[0], "edge": (560, 470, 40), "big": (500, 480, 150)}
+    with _chdir(d):
+        setup = load_setup("bgdinfo.json", "fit.xcm")
+        for name, c in regions.items():
+            _write_reg(tmp_path / f"{name}.reg", [c])
+        res = run_spec("bgdinfo.json", "fit.xcm", [str(tmp_path / f"{n}.reg") for n in regions for _ in "AB"],
+                       [f"src{m}.pha" for _ in regions for m in "AB"], savefile=str(tmp_path / "bgd_x"),
+                       setup=setup, plot=False)
+        for a, b in [(3, 10), (10, 30), (30, 79)]:
+            imgs = compute_images(setup, a, b)
+            for k, (name, m) in enumerate([(n, m) for n in regions for m in "AB"]):
+                mask = region_mask(tmp_path / f"{name}.reg", setup.header, shape=setup.shape, header=setup.header)
+                r = res["sources"][k]
+                rmf = setup.phas[0].get_rmf()
+                sel = band_channels(rmf.e_min, rmf.e_max, a, b)
+                for comp in ("apbgd", "intbgd", "fcxb", "intn"):
+                    spectral = sum(v[sel].sum() for kk, v in r["counts"].items() if kk.split(".")[0] == comp)
+                    ratio = region_sum(imgs[m][comp], mask) / spectral
+                    RATIOS.append((name, m, comp, a, ratio))
+                    assert ratio == pytest.approx(1, rel=1e-2), (name, m, comp, a)
+                assert region_sum(imgs[m]["total"], mask) == pytest.approx(r["spectrum"][sel].sum(), rel=1e-2)
+
+
+def test_simplify_task(field, tmp_path, capsys):
+    d = field["dir"]
+    with _chdir(d):
+        rc = main(["spec", "bgdinfo.json", "fit.xcm", "src.reg", "srcA.pha", f"savefile={tmp_path / 'bgd_s'}"])
+    assert rc == 0
+    rc = main(["simplify", str(d / "bgdinfo.json"), str(tmp_path / "bgd_s.xcm"),
+               f"savefile={tmp_path / 'bgd_only_s'}"])
+    assert rc == 0, capsys.readouterr().err
+    simp = parse_xcm((tmp_path / "bgd_only_s.xcm").read_text())
+    full = parse_xcm((tmp_path / "bgd_s.xcm").read_text())
+    assert len(simp.spectra) == 1
+    assert (tmp_path / Path(simp.spectra[0].file)).resolve() == (d / "srcA.pha").resolve()
+    for src in simp.sources:
+        assert all(p.link is None and p.frozen for p in src.params)
+        for ipar in range(1, src.npar + 1):
+            assert src.param(1, ipar).value == pytest.approx(_value(full, src.name, 7, ipar), rel=1e-5)
+    assert (tmp_path / "bgd_only_s_sherpa.py").is_file()
+
+
+def _one_line_error(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+@pytest.mark.parametrize("case", ["off_image", "count_mismatch", "fit_mismatch", "band", "zero_area_src"])
+def test_bad_input(field, tmp_path, capsys, case):
+    d = field["dir"]
+    out = tmp_path / "out"
+    out.mkdir()
+    with _chdir(d):
+        if case == "off_image":
+            argv = ["spec", "bgdinfo.json", "fit.xcm", "off.reg", "srcA.pha", f"savefile={out / 'b'}"]
+        elif case == "zero_area_src":
+            _write_reg(tmp_path / "z.reg", [(100, 100, 30)])  # on the image, off the detectors
+            argv = ["spec", "bgdinfo.json", "fit.xcm", str(tmp_path / "z.reg"), "srcA.pha", f"savefile={out / 'b'}"]
+        elif case == "count_mismatch":
+            argv = ["spec", "bgdinfo.json", "fit.xcm", "src.reg,src.reg", "srcA.pha", f"savefile={out / 'b'}"]
+        elif case == "fit_mismatch":
+            info = json.loads(Path("bgdinfo.json").read_text())
+            info["bgfiles"][0], info["bgfiles"][1] = info["bgfiles"][1], info["bgfiles"][0]
+            Path(tmp_path / "swapped.json").write_text(json.dumps(
+                {k: ([str(d / x) for x in v] if k in ("bgfiles", "regfiles") else v) for k, v in info.items()}
+                | {"refimgf": str(d / "bgdapA.fits"),
+                   "bgdapfiles": {m: str(d / f"bgdap{m}.fits") for m in "AB"},
+                   "bgddetfiles": {m: [str(d / f"det{k}{m}im.fits") for k in range(4)] for m in "AB"}}))
+            argv = ["spec", str(tmp_path / "swapped.json"), "fit.xcm", "src.reg", "srcA.pha", f"savefile={out / 'b'}"]
+        else:
+            argv = ["image", "bgdinfo.json", "fit.xcm", "10", "3", f"prefix={out}/"]
+        rc = main(argv)
+    assert rc != 0
+    msg = _one_line_error(capsys)
+    expect = {"off_image": "off.reg", "count_mismatch": "2 source regions but 1", "fit_mismatch": "spectrum 1",
+              "band": "emin must be below emax", "zero_area_src": "zero area"}[case]
+    assert expect in msg, msg
+    assert list(out.iterdir()) == []
+
+
+def test_zz_report_ratios():
+    """Prints the image/spectrum ratios measured above (for the report)."""
+    if RATIOS:
+        r = np.array([x[-1] for x in RATIOS])
+        print(f"\nimage/spectral ratio: n={r.size} min={r.min():.5f} max={r.max():.5f}")
+        for comp in ("apbgd", "intbgd", "fcxb", "intn"):
+            rr = np.array([x[-1] for x in RATIOS if x[2] == comp])
+            print(f"  {comp}: max |ratio-1| = {np.abs(rr - 1).max():.2e}")
