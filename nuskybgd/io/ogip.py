@@ -264,13 +264,20 @@ def rmf_matrix(rmf):
     if len(rows_of_group) != len(f_chan) or n_chan.sum() != len(values):
         raise NuskybgdError(f"{rmf.name}: inconsistent RMF groups (N_GRP/F_CHAN/N_CHAN/MATRIX)")
     starts = f_chan - int(rmf.offset)
-    elem_row = np.repeat(rows_of_group, n_chan)
-    first_elem = np.cumsum(n_chan) - n_chan
-    elem_col = np.repeat(starts - first_elem, n_chan) + np.arange(len(values))
-    if len(elem_col) and (elem_col.min() < 0 or elem_col.max() >= n_ch):
+    ends = starts + n_chan
+    if len(starts) and (starts.min() < 0 or ends.max() > n_ch):
         raise NuskybgdError(f"{rmf.name}: RMF groups run outside channels 0..{n_ch - 1}")
     dense = np.zeros((n_e, n_ch))
-    np.add.at(dense, (elem_row, elem_col), values)
+    first_elem = np.cumsum(n_chan) - n_chan
+    if len(n_chan) == 0 or n_chan.mean() >= 16:
+        # Long groups (NuSTAR: one group of ~4000 channels per row): one
+        # slice copy per group is ~10x faster than element-wise scatter.
+        for r, a, b, o in zip(rows_of_group.tolist(), starts.tolist(), ends.tolist(), first_elem.tolist()):
+            dense[r, a:b] = values[o:o + b - a]
+    else:
+        elem_row = np.repeat(rows_of_group, n_chan)
+        elem_col = np.repeat(starts - first_elem, n_chan) + np.arange(len(values))
+        dense.ravel()[elem_row * n_ch + elem_col] = values
     dense.flags.writeable = False
     _DENSE_CACHE[key] = (weakref.ref(rmf), rmf.matrix, dense)
     weakref.finalize(rmf, _drop_cache, key)
