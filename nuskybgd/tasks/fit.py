@@ -228,7 +228,7 @@ def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=Fals
     state.statistic = statistic
     sds = []
     for k, (s, w) in enumerate(zip(spectra, weights)):
-        tmpl = component_templates(s.rmf, s.module, w.frac, s.exposure, caldb=caldb)
+        tmpl = component_templates(s.rmf, s.module, w.frac, s.exposure, caldb=caldb, apbgd_arf=arfs[k])
         sd = spectrum_data(s, tmpl, emin, emax)
         state.spectra[k].ignore = ignore_ranges(sd.noticed)
         sds.append(sd)
