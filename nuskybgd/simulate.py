@@ -220,32 +220,6 @@ def _dwell(t, start, stop):
     return np.where(ok, dwell, 0.0)
 
 
-def _read_pixpos(path):
-    """PIXPOS extensions of one module as PixposTable objects."""
-    from .io.fitsfile import open_fits
-    from .sky.instrmap import PixposTable
-    tabs = []
-    with open_fits(path, "CALDB PIXPOS file") as hdul:
-        for h in hdul[1:]:
-            det = str(h.header.get("DETNAM", "")).strip().upper()
-            if not det.startswith("DET") or not hasattr(h, "columns"):
-                continue
-            d = h.data
-            tabs.append(PixposTable(det=int(det[3:]), rawx=np.asarray(d["RAWX"]), rawy=np.asarray(d["RAWY"]),
-                                    grade=np.asarray(d["GRADE"]), ref_det1x=np.asarray(d["REF_DET1X"]),
-                                    ref_det1y=np.asarray(d["REF_DET1Y"]),
-                                    pdf=np.asarray(d["PDF"], dtype=np.float64).reshape(-1, 7, 7)))
-    return tabs
-
-
-def _instrmap_image(path, extno):
-    from .io.fitsfile import open_fits
-    with open_fits(path, "CALDB INSTRMAP file") as hdul:
-        hdu = hdul[extno] if extno and extno < len(hdul) else next(h for h in hdul if h.data is not None
-                                                                    and getattr(h.data, "ndim", 0) == 2)
-        return np.asarray(hdu.data)
-
-
 def _draw_bad_pixels(rng, pixmap, n_per_det):
     """A few random live raw pixels per detector declared bad for the whole observation."""
     bad = {}
@@ -371,10 +345,12 @@ def simulate_observation(outdir, seed=0, obsid="60001001002", exposure=50000.0, 
     from .caldb import Caldb
     from .caldb_synth import make_caldb
     from .io.output import atomic_outputs
-    from .io.ogip import read_rmf, rmf_matrix
+    from .io.ogip import read_rmf
+    from .io.skyfiles import read_instrmap, read_pixpos
     from .models.background import component_templates
     from .models.presets import component_presets
-    from .sky.instrmap import instrument_map, pixel_map
+    from .io.events import read_badpix
+    from .sky.instrmap import bad_pixel_list, instrument_map, pixel_map
     from .sky.projection import aperture_image
 
     outdir = Path(outdir)
@@ -442,19 +418,14 @@ def simulate_observation(outdir, seed=0, obsid="60001001002", exposure=50000.0, 
         # Instrument and pixel maps from the simulated CALDB; bad pixels drawn here.
         date = date_obs
         pix = caldb.query("PIXPOS", f"FPM{m}", date=date)
-        pixmap = pixel_map(_read_pixpos(pix.path))
+        pixmap = pixel_map(read_pixpos(pix.path))
         imap_file = caldb.query("INSTRMAP", f"FPM{m}", date=date)
-        cal_imap = _instrmap_image(imap_file.path, imap_file.extno)
+        cal_imap, _ = read_instrmap(imap_file.path, "CALDB INSTRMAP")
         bad = _draw_bad_pixels(rng, pixmap, bad_pixels_per_det)
         bad_set = {(k, p) for k in bad for p in bad[k]}
         # CALDB bad pixels are applied by mkinstrmap too: include them.
-        try:
-            from .io.events import read_badpix
-            bp = caldb.query("BADPIX", f"FPM{m}", date=date)
-            from .sky.instrmap import bad_pixel_list
-            bad_set |= bad_pixel_list(read_badpix(bp.path))
-        except NuskybgdError:
-            pass
+        bp = caldb.query("BADPIX", f"FPM{m}", date=date)
+        bad_set |= bad_pixel_list(read_badpix(bp.path))
         imap = instrument_map(cal_imap, pixmap, bad_set)
         live = imap > 0
         n_live = int(live.sum())
@@ -482,7 +453,7 @@ def simulate_observation(outdir, seed=0, obsid="60001001002", exposure=50000.0, 
             rmfs[k] = read_rmf(str(rmf_path))
             frac = np.zeros(4)
             frac[k] = 1.0
-            templates[k] = component_templates(rmfs[k], m, frac, expo, presets=presets, caldb=caldb)
+            templates[k] = component_templates(rmfs[k], m, frac, expo, presets=presets, caldb=caldb, date=date)
         ebar.update()
         names = list(templates[0].keys())
 
