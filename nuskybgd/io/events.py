@@ -174,7 +174,7 @@ def _column_numbers(header):
 def _column_array(data, name, header, colnum, path):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=VerifyWarning)
-        arr = np.asarray(data[name])
+        arr = np.array(data[name])  # a copy: never a view into a memory-mapped file
     null = header.get(f"TNULL{colnum}") if colnum else None
     if name in COORD_COLUMNS:
         out = arr.astype(np.float64)
@@ -339,8 +339,8 @@ def _gti_from_hdu(hdu, path):
     names = [c.upper() for c in hdu.columns.names]
     if "START" not in names or "STOP" not in names:
         raise NuskybgdError(f"{path}: GTI extension {hdu.name} lacks START/STOP columns")
-    start = np.asarray(hdu.data["START"], dtype=np.float64).ravel()
-    stop = np.asarray(hdu.data["STOP"], dtype=np.float64).ravel()
+    start = np.array(hdu.data["START"], dtype=np.float64).ravel()
+    stop = np.array(hdu.data["STOP"], dtype=np.float64).ravel()
     if np.any(~np.isfinite(start)) or np.any(~np.isfinite(stop)):
         raise NuskybgdError(f"{path}: GTI extension {hdu.name} holds non-finite times")
     if np.any(stop < start):
@@ -373,7 +373,7 @@ def read_gti(path):
 
 
 def _badflag_bits(col, n):
-    arr = np.asarray(col)
+    arr = np.array(col)
     if arr.dtype == bool:
         bits = arr.reshape(n, -1)
     else:  # integer flag: expand to 16 bits, most significant first
@@ -400,7 +400,7 @@ def _badpix_from_hdul(hdul, path):
                 raise NuskybgdError(f"{path}: BADPIX extension for {detnam} lacks column {c}")
         d = hdu.data
         n = len(d) if d is not None else 0
-        get = (lambda c, dt, fill: np.asarray(d[c], dtype=dt).ravel() if (n and c in names)
+        get = (lambda c, dt, fill: np.array(d[c], dtype=dt).ravel() if (n and c in names)
                else np.full(n, fill, dtype=dt))
         badflag = _badflag_bits(d["BADFLAG"], n) if (n and "BADFLAG" in names) else np.zeros((n, 16), bool)
         inst = h.get("INSTRUME")
@@ -484,7 +484,7 @@ def read_det1_refpoint(path):
         for c in want:
             if c not in names:
                 raise NuskybgdError(f"{path}: extension {hdu.name} lacks column {c}")
-        t, x, y = (np.asarray(hdu.data[c], dtype=np.float64).ravel() for c in want)
+        t, x, y = (np.array(hdu.data[c], dtype=np.float64).ravel() for c in want)
         header = hdu.header.copy()
     if not (np.all(np.isfinite(t)) and np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise NuskybgdError(f"{path}: DET1 reference-point table holds NaN or infinite values")

@@ -112,7 +112,8 @@ def open_fits(path, what="FITS file"):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AstropyUserWarning)
         try:
-            hdul = fits.open(p, lazy_load_hdus=False, memmap=False if is_gzip else None)
+            # memmap=False: arrays handed out never refer to a file that was closed.
+            hdul = fits.open(p, lazy_load_hdus=False, memmap=False)
         except (OSError, EOFError, zlib.error, ValueError, IndexError, TypeError) as exc:
             problem = "damaged gzip file" if is_gzip else "damaged or truncated FITS file"
             raise NuskybgdError(f"{p}: cannot read {what}: {problem} ({' '.join(str(exc).split())})") from None
