@@ -90,6 +90,25 @@ def test_pha_roundtrip(tmp_path, no_warnings, integral):
         np.testing.assert_array_equal(h["GTI"].data["STOP"], [9.0])
 
 
+def test_pha_header_from_event_file(tmp_path, real, no_warnings):
+    # An EVENTS header as the caller's cards: identification keywords are
+    # copied, structure and column keywords of the event table are not.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with fits.open(real / "events" / "nu90410111001A06_cl_sunpos.evt") as h:
+            evh = h["EVENTS"].header.copy()
+    path = write_pha(tmp_path / "s.pha", np.arange(4096) % 7, 100.0, 0.5, header=evh)
+    _astropy_clean(path)
+    with fits.open(path) as h:
+        sh = h[1].header
+        assert sh["EXTNAME"] == "SPECTRUM" and sh["HDUCLAS1"] == "SPECTRUM" and sh["HDUCLASS"] == "OGIP"
+        assert sh["TLMIN1"] == 0 and sh["TLMAX1"] == 4095 and "TCRVL13" not in sh and "TTYPE9" not in sh
+        assert sh["OBJECT"] == evh["OBJECT"] and sh["DATE-OBS"] == evh["DATE-OBS"]
+        assert sh["EXPOSURE"] == 100.0 and sh["TFIELDS"] == 2
+    pha = read_pha(path)
+    assert spectrum_module(pha) == "A" and pha.exposure == 100.0
+
+
 def test_pha_with_responses(tmp_path, no_warnings):
     n = 20
     lo = np.linspace(1.6, 2.4, n + 1)

@@ -12,6 +12,7 @@ atomic and keep existing files unless ``clobber``.
 """
 
 import logging
+import re
 import weakref
 from contextlib import contextmanager
 from pathlib import Path
@@ -310,7 +311,13 @@ def spectrum_module(pha_or_header, path=None):
     return module_from_header(header, path)
 
 
-def _apply_header(hdr, header):
+_STRUCTURAL = {"", "XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "PCOUNT", "GCOUNT", "TFIELDS", "SIMPLE",
+               "EXTEND", "EXTNAME", "EXTVER", "CHECKSUM", "DATASUM", "END"}
+_COLUMN_KEY = re.compile(r"^T[A-Z]{3,5}\d+$")  # TTYPEn, TFORMn, TLMINn, TCRVLn, ... of another table
+
+
+def _apply_header(hdr, header, protected=()):
+    """Copy caller cards into ``hdr``, except structural, column-numbered and protected ones."""
     if header is None:
         return
     cards = header.cards if isinstance(header, fits.Header) else header.items()
@@ -322,11 +329,10 @@ def _apply_header(hdr, header):
             comment = None
             if isinstance(value, tuple):
                 value, comment = value
+        key = str(key).upper()
         if key in ("COMMENT", "HISTORY"):
             hdr.add_comment(value) if key == "COMMENT" else hdr.add_history(value)
-        elif key in ("", "XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "PCOUNT", "GCOUNT",
-                     "TFIELDS", "SIMPLE", "EXTEND") or key.startswith(("TTYPE", "TFORM", "TUNIT",
-                                                                         "TDIM", "TNULL")):
+        elif key in _STRUCTURAL or key in protected or _COLUMN_KEY.match(key):
             continue
         else:
             hdr[key] = (value, comment) if comment else value
@@ -418,13 +424,12 @@ def write_pha(path, counts, exposure, backscal, header=None, grouping=None, qual
         if key in ("GROUPING", "QUALITY") and (grouping if key == "GROUPING" else quality) is not None:
             continue
         h[key] = (value, comment)
-    _apply_header(h, header)
+    _apply_header(h, header, protected=("HDUCLASS", "HDUCLAS1", "HDUCLAS3", "HDUCLAS4", "HDUVERS", "DETCHANS",
+                                        "POISSERR" if integral else ""))
     # Keywords that describe the data must not be overridden by the caller.
     h["EXPOSURE"] = float(exposure)
     h["BACKSCAL"] = float(backscal)
     h["DETCHANS"] = n
-    if not integral:
-        h["HDUCLAS3"] = "COUNT"
     inst = str(h.get("INSTRUME", "")).strip().upper()
     prim = fits.PrimaryHDU()
     prim.header["TELESCOP"] = h.get("TELESCOP", "NuSTAR")
@@ -559,7 +564,7 @@ def write_rmf(path, energ_lo, energ_hi, matrix, e_min, e_max, header=None, clobb
         h[key] = (value, comment)
     h["TLMIN4"] = (first_channel, "first channel")
     h["TLMAX4"] = (first_channel + n_ch - 1, "last channel")
-    _apply_header(h, header)
+    _apply_header(h, header, protected=("HDUCLASS", "HDUCLAS1", "HDUCLAS2", "HDUVERS", "DETCHANS"))
     h["DETCHANS"] = n_ch
     eb = fits.BinTableHDU.from_columns([
         fits.Column(name="CHANNEL", format="J", array=np.arange(first_channel, first_channel + n_ch, dtype=np.int32)),
@@ -575,7 +580,7 @@ def write_rmf(path, energ_lo, energ_hi, matrix, e_min, e_max, header=None, clobb
     eh["HDUVERS"] = ("1.2.0", "version of format")
     eh["TLMIN1"] = (first_channel, "first channel")
     eh["TLMAX1"] = (first_channel + n_ch - 1, "last channel")
-    _apply_header(eh, ebounds_header)
+    _apply_header(eh, ebounds_header, protected=("HDUCLASS", "HDUCLAS1", "HDUCLAS2", "HDUVERS", "DETCHANS"))
     prim = fits.PrimaryHDU()
     prim.header["TELESCOP"] = h.get("TELESCOP", "NuSTAR")
     prim.header["INSTRUME"] = h.get("INSTRUME", "FPMA")
@@ -629,7 +634,7 @@ def write_arf(path, energ_lo, energ_hi, specresp, header=None, clobber=False):
         ("FILTER", "NONE", "filter"),
     ]:
         h[key] = (value, comment)
-    _apply_header(h, header)
+    _apply_header(h, header, protected=("HDUCLASS", "HDUCLAS1", "HDUCLAS2", "HDUVERS"))
     prim = fits.PrimaryHDU()
     prim.header["TELESCOP"] = h.get("TELESCOP", "NuSTAR")
     prim.header["INSTRUME"] = h.get("INSTRUME", "FPMA")
