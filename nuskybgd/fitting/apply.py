@@ -436,17 +436,26 @@ def plot_source_spectrum(ax, e_lo, e_hi, counts, components, exposure, title="",
         return np.bincount(idx[ok], weights=np.asarray(x, float)[ok], minlength=len(width))
 
     d = binned(counts)
-    ax.errorbar(centre, d * norm, yerr=np.sqrt(np.maximum(d, 1)) * norm, fmt=".", color="k",
+    y = d * norm
+    err = np.sqrt(np.maximum(d, 1)) * norm
+    pos = d > 0
+    ax.errorbar(centre[pos], y[pos], yerr=[np.minimum(err[pos], 0.95 * y[pos]), err[pos]], fmt=".", color="k",
                 ms=3, lw=0.8, label="source spectrum")
     groups = {}
     for k, v in components.items():
-        groups.setdefault(k.split(".")[0], 0.0)
-        groups[k.split(".")[0]] = groups[k.split(".")[0]] + v
+        g = k.split(".")[0]
+        groups[g] = groups.get(g, 0.0) + np.asarray(v, float)
     total = sum(groups.values())
-    ax.step(edges, np.append(binned(total) * norm, np.nan), where="post", color="C3", lw=1.5,
+    tb = binned(total) * norm
+    ax.step(edges, np.append(tb, np.nan), where="post", color="k", lw=1.6, alpha=0.6,
             label="predicted background")
-    for i, (k, v) in enumerate(sorted(groups.items())):
-        ax.step(edges, np.append(binned(v) * norm, np.nan), where="post", lw=0.9, color=f"C{i}", label=k)
+    colours = {"apbgd": "C0", "intbgd": "C2", "fcxb": "C1", "intn": "C3"}
+    for k, v in sorted(groups.items()):
+        ax.step(edges, np.append(binned(v) * norm, np.nan), where="post", lw=0.9, color=colours.get(k, "C4"),
+                label=k)
+    top = max(np.nanmax(tb), np.nanmax(y) if y.size else 0)
+    if top > 0:
+        ax.set_ylim(top * 1e-4, top * 3)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(emin, emax)

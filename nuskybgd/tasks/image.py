@@ -127,7 +127,7 @@ def _preview(path, imgs, counts, module, emin, emax):
     import numpy as np
 
     total = imgs["total"]
-    ys, xs = np.nonzero(total > 0)
+    ys, xs = np.nonzero(total > 1e-3 * total.max()) if total.max() > 0 else (np.array([]), np.array([]))
     if ys.size:
         sl = (slice(max(ys.min() - 10, 0), ys.max() + 11), slice(max(xs.min() - 10, 0), xs.max() + 11))
     else:
