@@ -2,6 +2,7 @@
 fallback, source selection and the verified download."""
 
 import hashlib
+import importlib
 import tarfile
 
 import numpy as np
@@ -9,7 +10,9 @@ import pytest
 from astropy.io import fits
 
 from nuskybgd.errors import NuskybgdError
-from nuskybgd.models import apec
+
+# the package attribute nuskybgd.models.apec is the Sherpa class; this is the module
+apec = importlib.import_module("nuskybgd.models.apec")
 
 HC = 12.39842
 KT = (1.0, 2.0)
