@@ -74,6 +74,38 @@ def loop_compress(m):
     return rows
 
 
+def _plot(cal, real_rmf, real_dense, out):
+    """Synthetic vs real RMF rows and the synthetic instrument maps."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from astropy.io import fits
+
+    from nuskybgd.io import ogip
+
+    syn = ogip.rmf_matrix(ogip.read_rmf(cal.rmf("A", 3)))
+    ch = 0.5 * (real_rmf.e_min + real_rmf.e_max)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    figs = {}
+    for e, c in zip((6.0, 20.0, 68.0), ("C0", "C1", "C2")):
+        i = np.searchsorted(real_rmf.energ_lo, e)
+        axes[0].semilogy(ch, real_dense[i], color=c, lw=0.8, label=f"real DET3 {e:g} keV")
+        axes[0].semilogy(ch, syn[i], color=c, ls="--", lw=0.8, label="synthetic")
+        figs[f"peak_ratio_syn_over_real_{e:g}keV"] = float(syn[i].max() / real_dense[i].max())
+    axes[0].set(xlim=(2, 75), ylim=(1e-7, 1), xlabel="channel energy (keV)", ylabel="probability per channel",
+                title="FPMA DET3 RMF rows")
+    axes[0].legend(fontsize=7)
+    for ax, m in zip(axes[1:], "AB"):
+        q = cal.query("INSTRMAP", m)
+        with fits.open(q.path) as h:
+            ax.imshow(h[q.extno].data, origin="lower", cmap="gray")
+        ax.set(title=f"synthetic INSTRMAP FPM{m}", xlabel="DET1 x index", ylabel="DET1 y index")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return figs
+
+
 def main():
     from nuskybgd.caldb import Caldb
     from nuskybgd.caldb_synth import make_caldb
@@ -115,6 +147,7 @@ def main():
                                               rmf.e_min, rmf.e_max, clobber=True), repeat=1)
         res["write_real_rmf_s"] = t_w
         res["write_real_rmf_mb"] = (Path(tmp) / "w.rmf").stat().st_size / 1e6
+        res.update(_plot(cal, rmf, dense, HERE / "results" / "synthetic_caldb.png"))
 
     for k, v in res.items():
         print(f"{k:28s} {v:10.4g}")

@@ -10,8 +10,8 @@ CAL_CNAM  file (relative to ``data/nustar/fpm``)      origin
 ========= =========================================== ======================
 PIXPOS    bcf/pixpos/nu{A,B}pixpos20100101v007.fits.gz real (copied)
 INSTRMAP  bcf/instrmap/nu{A,B}instrmap20100101syn01   synthetic: 1 where the
-          .fits                                        grade-0 PIXPOS PDFs
-                                                       cover a DET1 pixel
+          .fits                                        PIXPOS PDFs cover a
+                                                       DET1 pixel
 BADPIX    bcf/badpix/nu{A,B}badpix20100101syn01.fits  synthetic: a few bad
                                                        pixels per detector
 DETABS    bcf/detabs/nuAdetabs20100101v002.fits       real (FPMA); FPMB is a
@@ -150,28 +150,38 @@ def gaussian_rmf(energ_lo, energ_hi, e_min, e_max, row_sums, det_scale=1.0, nsig
     return out
 
 
+#: Grade weights of REFERENCE section 3 (grades 0..26).
+GRADE_WEIGHTS = np.array([
+    1.00000, 0.124902, 0.117130, 0.114720, 0.118038, 0.0114296, 0.0101738, 0.0113617, 0.0122017,
+    0.0157910, 0.0144079, 0.0145691, 0.0149934, 0.00165462, 0.00194312, 0.00156128, 0.00143400,
+    0.00210433, 0.00180735, 0.00140006, 0.00169704, 0.00189220, 0.00160371, 0.00150188, 0.00168007,
+    0.000296983, 0.000364864])
+
+
 def _pixpos_coverage(path):
-    """Summed grade-0 PDFs of all detectors on the 360x360 DET1 grid."""
+    """Grade-weighted summed PDFs of all detectors on the 360x360 DET1 grid."""
     cov = np.zeros((360, 360))
     with open_fits(path, "CALDB PIXPOS file") as hdul:
         hdus = [h for h in hdul if str(h.header.get("EXTNAME", "")).strip().upper() == "PIXPOS"]
         if len(hdus) != 4:
             raise NuskybgdError(f"{path}: expected 4 PIXPOS extensions, found {len(hdus)}")
+        dy, dx = np.mgrid[0:7, 0:7]
         for h in hdus:
             d = h.data
             pdf = np.asarray(d["PDF"], dtype=np.float64).reshape(-1, 7, 7)
             rx = np.asarray(d["REF_DET1X"], dtype=np.int64)
             ry = np.asarray(d["REF_DET1Y"], dtype=np.int64)
-            ok = (np.asarray(d["GRADE"]) == 0) & (rx >= 0) & (ry >= 0) & np.all(np.isfinite(pdf), axis=(1, 2))
+            grade = np.asarray(d["GRADE"], dtype=np.int64)
+            ok = (grade >= 0) & (grade <= 26) & (rx >= 0) & (ry >= 0) & np.all(np.isfinite(pdf), axis=(1, 2))
             ok &= (rx + 7 <= 360) & (ry + 7 <= 360)
-            dy, dx = np.mgrid[0:7, 0:7]
+            w = GRADE_WEIGHTS[grade[ok]]
             yy = (ry[ok, None, None] + dy).ravel()
             xx = (rx[ok, None, None] + dx).ravel()
-            np.add.at(cov, (yy, xx), pdf[ok].ravel())
+            np.add.at(cov, (yy, xx), (pdf[ok] * w[:, None, None]).ravel())
     return cov
 
 
-def instrmap_from_pixpos(pixpos_path, fraction=0.1):
+def instrmap_from_pixpos(pixpos_path, fraction=0.02):
     """INSTRMAP image derived from PIXPOS coverage.
 
     Parameters
@@ -179,8 +189,9 @@ def instrmap_from_pixpos(pixpos_path, fraction=0.1):
     pixpos_path : str or os.PathLike
         CALDB PIXPOS file (4 extensions).
     fraction : float
-        A DET1 pixel is on the detector when its summed grade-0 PDF exceeds
-        ``fraction`` times the median over covered pixels.
+        A DET1 pixel is on the detector when its grade-weighted summed PDF
+        (grades 0..26, weights of REFERENCE section 3) exceeds ``fraction``
+        times the median over covered pixels.
 
     Returns
     -------
@@ -212,7 +223,7 @@ def _instrmap_hdul(module, img):
     hdu.header["DETNAM"] = "-"
     for k, v in _caldb_keys("INSTRMAP", f"SYNTHETIC FPM{module} instrument map from PIXPOS").items():
         hdu.header[k] = v
-    hdu.header["COMMENT"] = "nuskybgd synthetic CALDB: 1 where grade-0 PIXPOS PDFs cover the pixel"
+    hdu.header["COMMENT"] = "nuskybgd synthetic CALDB: 1 where the PIXPOS PDFs cover the pixel"
     return fits.HDUList([prim, hdu])
 
 

@@ -226,19 +226,19 @@ def test_synthetic_instrmap(cdb, shared_caldb):
             img = h[q.extno].data
         assert img.shape == (360, 360)
         assert set(np.unique(img)) == {0, 1}
-        # coverage derived independently from PIXPOS (grade 0, any PDF > 0)
+        # coverage derived independently from PIXPOS (grades 0..26, any PDF > 0)
         cov = np.zeros((360, 360), bool)
         with fits.open(shared_caldb / f"nu{m}pixpos20100101v007.fits.gz") as h:
             for ext in h[1:]:
                 d = ext.data
                 pdfs = np.asarray(d["PDF"]).reshape(len(d), 49)
-                ok = (d["GRADE"] == 0) & (d["REF_DET1X"] >= 0) & np.all(np.isfinite(pdfs), axis=1)
+                ok = (d["GRADE"] <= 26) & (d["REF_DET1X"] >= 0) & np.all(np.isfinite(pdfs), axis=1)
                 for x, y, pdf in zip(d["REF_DET1X"][ok], d["REF_DET1Y"][ok], pdfs[ok]):
                     cov[y:y + 7, x:x + 7] |= pdf.reshape(7, 7) > 0
         cov = np.roll(cov, (-1, -1), axis=(0, 1))
         on = img.astype(bool)
         assert np.all(cov[on])                    # never on where no PDF reaches
-        assert on.sum() > 0.9 * cov.sum()         # nearly all of the covered area
+        assert on.sum() > 0.97 * cov.sum()        # nearly all of the covered area
         assert 95000 < on.sum() < 115000          # four 32x32 detectors of ~5x5 DET1 pixels each
 
 

@@ -18,7 +18,6 @@ import logging
 import re
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from astropy.io.fits.verify import VerifyWarning
