@@ -741,20 +741,17 @@ def _rebase(name, from_dir, to_dir):
     q = Path(name)
     if q.is_absolute():
         return str(q)
-    full = Path(from_dir) / q
-    try:
-        return os.path.relpath(full, to_dir)
-    except ValueError:
-        return str(full.resolve())
+    return _rel(Path(from_dir) / q, to_dir)
 
 
 def _rel(path, to_dir):
-    """``path`` relative to ``to_dir`` (absolute when on another drive)."""
+    """``path`` relative to ``to_dir`` when inside it, else absolute (as ``nuskybgd fit`` writes)."""
     import os
     try:
-        return os.path.relpath(os.path.abspath(path), os.path.abspath(to_dir))
+        r = os.path.relpath(os.path.abspath(path), os.path.abspath(to_dir))
     except ValueError:
         return os.path.abspath(path)
+    return os.path.abspath(path) if r.startswith("..") else r
 
 
 def _rebase_entry(e, from_dir, to_dir):
@@ -807,7 +804,7 @@ def load_sources(setup, regfiles, phafiles):
     return out
 
 
-def spec_outputs(savefile, regfiles, realisations=0):
+def spec_outputs(savefile, regfiles, realisations=0, n_bg=0):
     """Output names of ``spec``.
 
     Parameters
@@ -816,6 +813,9 @@ def spec_outputs(savefile, regfiles, realisations=0):
         NAME (``.xcm`` suffix dropped).
     regfiles : list of str
     realisations : int
+    n_bg : int
+        Number of background spectra (source spectrum k is spectrum
+        ``n_bg + k + 1`` of the state, which numbers its ARF).
 
     Returns
     -------
@@ -835,7 +835,7 @@ def spec_outputs(savefile, regfiles, realisations=0):
     return {"xcm": f"{name}.xcm", "json": f"{name}.json", "sherpa": f"{name}_sherpa.py", "png": f"{name}.png",
             "bkg": [f"{b}.pha" for b in bases],
             "realisations": [[f"{b}_{j + 1:03d}.pha" for j in range(realisations)] for b in bases],
-            "arfs": [f"{name}_apbgd_{k + 1}.arf" for k in range(n)]}
+            "arfs": [f"{name}_apbgd{n_bg + k + 1}.arf" for k in range(n)]}
 
 
 BANDS = ((3.0, 10.0), (10.0, 30.0), (30.0, 79.0), (3.0, 79.0))
@@ -886,7 +886,12 @@ def run_spec(bgdinfo, fit, regfiles, phafiles, savefile=None, fcxb="fitted", rea
     if len(regfiles) != len(phafiles):
         raise NuskybgdError(f"{len(regfiles)} source regions but {len(phafiles)} source spectra")
     savefile = savefile or default_savefile(regfiles)
-    names = spec_outputs(savefile, regfiles, realisations)
+    if setup is None:
+        from .bgdinfo import load_bgdinfo
+        n_bg = len(load_bgdinfo(bgdinfo, check_files=False).bgfiles)
+    else:
+        n_bg = len(setup.modules)
+    names = spec_outputs(savefile, regfiles, realisations, n_bg)
     all_files = [names["xcm"], names["json"], names["sherpa"]] + names["bkg"] + names["arfs"] \
         + [f for r in names["realisations"] for f in r] + ([names["png"]] if plot else [])
     check_outputs(all_files, clobber)
@@ -895,7 +900,6 @@ def run_spec(bgdinfo, fit, regfiles, phafiles, savefile=None, fcxb="fitted", rea
     srcs = load_sources(setup, regfiles, phafiles)
     out_dir = Path(names["xcm"]).parent if str(Path(names["xcm"]).parent) else Path(".")
     fit_dir = Path(fit).parent
-    n_bg = len(setup.modules)
 
     sources = []
     arf_objs = []

@@ -29,7 +29,7 @@ Outputs (NAME = savefile, default bgd_<first source region stem>):
                     OGIP type I with the source's EXPOSURE and BACKSCAL:
                     usable as BACKFILE in XSPEC, Sherpa or any fitter
   NAME_bkg_NNN.pha  --realisations N Poisson realisations of it
-  NAME_apbgd_<n>.arf  aperture-background ARF of source spectrum n
+  NAME_apbgd<n>.arf aperture-background ARF of spectrum n (a source spectrum)
   NAME.png          source spectra with the predicted background and its
                     components
 
