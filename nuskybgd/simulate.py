@@ -287,7 +287,8 @@ def _powerlaw_flux(elo, ehi, index):
 def simulate_observation(outdir, seed=0, obsid="60001001002", exposure=50000.0, pa_pnt=63.7,
                          ra=150.1, dec=2.2, source=True, source_rate=0.2, source_offset=(60.0, -45.0),
                          scale_spread=0.3, bad_pixels_per_det=3, object_name="SIM_FIELD",
-                         date_obs="2021-03-14T06:00:00", shared=None, clobber=False, progress=True):
+                         date_obs="2021-03-14T06:00:00", shared=None, clobber=False, progress=True,
+                         plot=None):
     """Simulate a NuSTAR observation (both modules) in the NuSTARDAS layout.
 
     Parameters
@@ -329,6 +330,10 @@ def simulate_observation(outdir, seed=0, obsid="60001001002", exposure=50000.0, 
         Replace existing files.
     progress : bool
         Show a progress bar on stderr.
+    plot : str or os.PathLike, optional
+        Write a quick-look PNG there: counts image of each module (log
+        scale) with the point source marked, and the PI spectrum of each
+        component summed over the field.
 
     Returns
     -------
@@ -556,8 +561,8 @@ def simulate_observation(outdir, seed=0, obsid="60001001002", exposure=50000.0, 
             "expected_counts": expected,
             "drawn_counts": drawn,
             "component_order": names,
-            "rmf": {f"DET{k}": str(Path(caldb.rmf(f'FPM{m}', f'DET{k}', date=date)).relative_to(caldb_root))
-                    for k in range(4)},
+            "rmf": {f"DET{k}": str(Path(caldb.rmf(f"FPM{m}", f"DET{k}", date=date)).resolve()
+                                   .relative_to(caldb_root.resolve())) for k in range(4)},
             "source": src_truth,
             "n_events": int(data["TIME"].size),
             "event_components": "truth_events.npz: array <module> = index into component_order "
@@ -580,10 +585,66 @@ def simulate_observation(outdir, seed=0, obsid="60001001002", exposure=50000.0, 
         with open(out[tags_path], "wb") as fh:
             np.savez_compressed(fh, **{m: outputs[m]["tags"] for m in modules})
     ebar.close()
+    if plot:
+        plot_overview(outputs, truth, plot, clobber=clobber)
     log.info("simulated observation %s in %s: %s events", obsid, outdir,
              ", ".join(f"FPM{m} {truth['modules'][m]['n_events']}" for m in modules))
     return SimulatedObs(root=outdir, obsid=obsid, events=ev_paths, gti=gti_paths, det1=det1_paths,
                         caldb=caldb_root, truth_path=truth_path, truth=truth, tags_path=tags_path)
+
+
+def plot_overview(outputs, truth, path, clobber=False):
+    """Quick-look figure of a simulation: sky counts images and spectra by component.
+
+    Parameters
+    ----------
+    outputs : dict
+        Per module: ``data`` (event columns) and ``tags`` (component index).
+    truth : dict
+        The truth dictionary (component names, source position).
+    path : str or os.PathLike
+        PNG file to write.
+    clobber : bool
+        Replace an existing file.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .io.output import atomic_outputs
+    mods = sorted(outputs)
+    fig, axes = plt.subplots(2, len(mods), figsize=(6 * len(mods), 10))
+    groups = {"apbgd": "apbgd", "fcxb": "fcxb", "intn": "intn"}
+    for j, m in enumerate(mods):
+        d, tags = outputs[m]["data"], outputs[m]["tags"]
+        names = truth["modules"][m]["component_order"]
+        img, _, _ = np.histogram2d(d["Y"], d["X"], bins=250, range=[[0.5, 1000.5], [0.5, 1000.5]])
+        ax = axes[0, j]
+        ax.imshow(np.log10(img + 1), origin="lower", extent=(0.5, 1000.5, 0.5, 1000.5), cmap="magma")
+        src = truth["modules"][m]["source"]
+        if src:
+            ax.plot(src["x"], src["y"], "c+", ms=14)
+        ax.set_title(f"FPM{m}: log10(counts + 1), 4x4-pixel bins")
+        ax.set_xlabel("sky X (pixel)")
+        ax.set_ylabel("sky Y (pixel)")
+        ax = axes[1, j]
+        energy = 1.62 + 0.04 * np.arange(4096)
+        label_of = [groups.get(n, "intbgd") for n in names] + ["source"]
+        for lab in ("apbgd", "intbgd", "fcxb", "intn", "source"):
+            idx = [i for i, n in enumerate(label_of) if n == lab]
+            sel = np.isin(tags, idx)
+            if sel.any():
+                c = np.bincount(d["PI"][sel].astype(np.int64) // 25, minlength=4096 // 25 + 1)
+                ax.step(energy[::25][: c.size], c[: energy[::25].size], where="post", label=lab)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("energy (keV)")
+        ax.set_ylabel("counts per 1 keV")
+        ax.legend()
+    fig.tight_layout()
+    with atomic_outputs([path], clobber) as out:
+        fig.savefig(out[path], format="png", dpi=80)
+    plt.close(fig)
 
 
 def _json_default(o):

@@ -40,6 +40,8 @@ def add_arguments(parser):
                         help="background only (default: one point source off the field centre)")
     parser.add_argument("--source-rate", type=float, default=0.2,
                         help="point-source photon rate before detector gaps, counts/s (default 0.2)")
+    parser.add_argument("--plot", default=None, metavar="PNG",
+                        help="write a quick-look figure (counts images, spectra by component)")
     parser.add_argument("--shared", default=None, help="shared data folder (default $NUSKYBGD_SHARED or ../shared)")
 
 
@@ -49,7 +51,8 @@ def run(args):
     from ..simulate import simulate_observation
     obs = simulate_observation(args.outdir, seed=args.seed, obsid=args.obsid, exposure=args.exposure,
                                pa_pnt=args.pa_pnt, ra=args.ra, dec=args.dec, source=args.source,
-                               source_rate=args.source_rate, shared=args.shared, clobber=args.clobber)
+                               source_rate=args.source_rate, shared=args.shared, clobber=args.clobber,
+                               plot=args.plot)
     log = logging.getLogger("nuskybgd")
     for p in obs.paths():
         log.info("wrote %s", p)
