@@ -310,10 +310,13 @@ def test_existing_outputs_kept(obs):
 
 
 @pytest.mark.slow
-def test_cli_seed_reproducible(tmp_path):
+def test_cli_seed_reproducible(tmp_path, monkeypatch):
     from nuskybgd.cli import main
+    monkeypatch.chdir(tmp_path)  # relative OUTDIR
     for name in ("s1", "s2"):
-        assert main(["simulate", str(tmp_path / name), "--seed", "5", "--exposure", "3000", "--no-source"]) == 0
+        extra = ["--plot", "s1.png"] if name == "s1" else []
+        assert main(["simulate", name, "--seed", "5", "--exposure", "3000", "--no-source", *extra]) == 0
+    assert (tmp_path / "s1.png").stat().st_size > 10000
     a, _ = _events(tmp_path / "s1" / "event_cl" / "nu60001001002A01_cl.evt")
     b, _ = _events(tmp_path / "s2" / "event_cl" / "nu60001001002A01_cl.evt")
     for c in a:
