@@ -202,6 +202,7 @@ def sherpa_script(state, exposures=None):
         "from sherpa.astro import ui",
         "from sherpa.astro.instrument import RSPModelPHA, RMFModelPHA",
         "from sherpa.models.basic import Scale1D",
+        "from nuskybgd.io.ogip import read_arf, read_rmf",
         "from nuskybgd.models.basic import apec, bknpower, cutoffpl, lorentz",
         "import numpy as np",
         "",
@@ -213,6 +214,14 @@ def sherpa_script(state, exposures=None):
         "    for a, b in ignored:",
         "        mask[a - 1:b] = False",
         "    return mask",
+        "",
+        "",
+        "def on_rmf_grid(arf, rmf):",
+        "    \"\"\"The ARF on the RMF's energy grid (as XSPEC uses it; some ARFs store rounded edges).\"\"\"",
+        "    from sherpa.astro.data import DataARF",
+        "    if len(arf.energ_lo) != len(rmf.energ_lo) or np.max(np.abs(arf.energ_lo - rmf.energ_lo)) > 1e-3:",
+        "        raise ValueError(f'{arf.name}: energy grid differs from {rmf.name}')",
+        "    return DataARF(arf.name, np.array(rmf.energ_lo), np.array(rmf.energ_hi), np.array(arf.specresp))",
         "",
         "ui.set_stat(%r)" % ("cstat" if state.statistic == "cstat" else "chi2xspecvar"),
         "",
@@ -260,15 +269,16 @@ def sherpa_script(state, exposures=None):
             if rmf is None:
                 raise NuskybgdError(f"spectrum {n}: no response for source {src.number}")
             expr = " + ".join(f"comp[({src.name!r}, {s.group}, {ci})]" for ci in range(len(src.components)))
-            lines.append(f"rmf = ui.unpack_rmf({rmf!r})")
+            lines.append(f"rmf = read_rmf({rmf!r})")
+            # Sherpa's response models do not multiply by the exposure (its ui layer does)
+            lines.append("expo = Scale1D('expo')")
+            lines.append("expo.c0 = pha.exposure")
+            lines.append("expo.c0.frozen = True")
             arf = s.arfs.get(src.number)
             if arf is not None:
-                lines.append(f"arf = ui.unpack_arf({arf!r})")
-                lines.append(f"m{src.number} = RSPModelPHA(arf, rmf, pha, {expr})")
+                lines.append(f"arf = on_rmf_grid(read_arf({arf!r}), rmf)")
+                lines.append(f"m{src.number} = RSPModelPHA(arf, rmf, pha, expo * ({expr}))")
             else:
-                lines.append("expo = Scale1D('expo')")
-                lines.append("expo.c0 = pha.exposure")
-                lines.append("expo.c0.frozen = True")
                 lines.append(f"m{src.number} = RMFModelPHA(rmf, pha, expo * ({expr}))")
             terms.append(f"m{src.number}")
         lines.append(f"ui.set_full_model({n}, {' + '.join(terms)})")

@@ -122,10 +122,12 @@ def output_names(savefile, n_spectra, plot=True):
 
 
 def _rel(path, folder):
+    """Name relative to the output folder when the file is inside it, else absolute."""
     try:
-        return os.path.relpath(os.path.abspath(path), os.path.abspath(folder))
+        r = os.path.relpath(os.path.abspath(path), os.path.abspath(folder))
     except ValueError:  # other drive (Windows)
         return os.path.abspath(path)
+    return os.path.abspath(path) if r.startswith("..") else r
 
 
 def parameter_table(state):
