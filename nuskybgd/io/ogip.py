@@ -255,30 +255,21 @@ def rmf_matrix(rmf):
     hit = _DENSE_CACHE.get(key)
     if hit is not None and hit[0]() is rmf and hit[1] is rmf.matrix:
         return hit[2]
+    from sherpa.astro.instrument import rmf_to_matrix
+
     n_e = len(rmf.energ_lo)
     n_ch = int(rmf.detchans)
     n_grp = np.asarray(rmf.n_grp, dtype=np.int64)
     f_chan = np.asarray(rmf.f_chan, dtype=np.int64).ravel()
     n_chan = np.asarray(rmf.n_chan, dtype=np.int64).ravel()
-    values = np.asarray(rmf.matrix, dtype=np.float64).ravel()
-    rows_of_group = np.repeat(np.arange(n_e), n_grp)
-    if len(rows_of_group) != len(f_chan) or n_chan.sum() != len(values):
+    if n_grp.size != n_e or n_grp.sum() != f_chan.size or n_chan.sum() != np.asarray(rmf.matrix).size:
         raise NuskybgdError(f"{rmf.name}: inconsistent RMF groups (N_GRP/F_CHAN/N_CHAN/MATRIX)")
     starts = f_chan - int(rmf.offset)
-    ends = starts + n_chan
-    if len(starts) and (starts.min() < 0 or ends.max() > n_ch):
-        raise NuskybgdError(f"{rmf.name}: RMF groups run outside channels 0..{n_ch - 1}")
-    dense = np.zeros((n_e, n_ch))
-    first_elem = np.cumsum(n_chan) - n_chan
-    if len(n_chan) == 0 or n_chan.mean() >= 16:
-        # Long groups (NuSTAR: one group of ~4000 channels per row): one
-        # slice copy per group is ~10x faster than element-wise scatter.
-        for r, a, b, o in zip(rows_of_group.tolist(), starts.tolist(), ends.tolist(), first_elem.tolist()):
-            dense[r, a:b] = values[o:o + b - a]
-    else:
-        elem_row = np.repeat(rows_of_group, n_chan)
-        elem_col = np.repeat(starts - first_elem, n_chan) + np.arange(len(values))
-        dense.ravel()[elem_row * n_ch + elem_col] = values
+    if starts.size and (starts.min() < 0 or (starts + n_chan).max() > n_ch):
+        raise NuskybgdError(f"{rmf.name}: RMF groups run outside channels {int(rmf.offset)}.."
+                            f"{int(rmf.offset) + n_ch - 1}")
+    # Sherpa's own decoding: one slice copy per group.
+    dense = np.array(rmf_to_matrix(rmf).matrix, dtype=np.float64)
     dense.flags.writeable = False
     _DENSE_CACHE[key] = (weakref.ref(rmf), rmf.matrix, dense)
     weakref.finalize(rmf, _drop_cache, key)
