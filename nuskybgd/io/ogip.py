@@ -269,7 +269,7 @@ def rmf_matrix(rmf):
         raise NuskybgdError(f"{rmf.name}: RMF groups run outside channels {int(rmf.offset)}.."
                             f"{int(rmf.offset) + n_ch - 1}")
     # Sherpa's own decoding: one slice copy per group.
-    dense = np.array(rmf_to_matrix(rmf).matrix, dtype=np.float64)
+    dense = np.asarray(rmf_to_matrix(rmf).matrix, dtype=np.float64)  # a fresh array: no aliasing
     dense.flags.writeable = False
     _DENSE_CACHE[key] = (weakref.ref(rmf), rmf.matrix, dense)
     weakref.finalize(rmf, _drop_cache, key)
