@@ -225,3 +225,40 @@ def test_folded_model_equals_template(shared_caldb, real):
     assert [p.fullname for p in folded.pars] == ["cutoffpl.PhoIndex", "cutoffpl.HighECut", "cutoffpl.norm"]
     with pytest.raises(NuskybgdError, match="exposure"):
         FoldedModel(src, rmf, arf, exposure=0)
+
+
+def test_tabulated_apec_on_trimmed_grid(real):
+    """Sherpa trims the energy grid to the noticed channels (diag.rmf): values are looked up by energy."""
+    from nuskybgd.auxil import auxil_path
+    from nuskybgd.io.ogip import read_pha, read_rmf
+    pha = read_pha(real / "spectra" / "nu30501003002B01_velax1_sr.pha")
+    diag = read_rmf(auxil_path("diag.rmf"))
+    pha.set_response(None, diag)
+    p = component_presets("A").apec
+    a = apec()
+    a.kT, a.Abundanc, a.Redshift, a.norm = p.kt, p.abundanc, p.redshift, 2.0
+    c = cutoffpl()
+    c.PhoIndex, c.HighECut, c.norm = 1.29, 41.13, 0.01
+    line = lorentz()
+    line.LineE, line.Width, line.norm = 10.2026, 0.641196, 0.3
+    full_model = pha.get_full_response()(a + c + line)
+    every = pha.eval_model(full_model)
+    pha.set_analysis("energy")
+    pha.notice(3.0, 20.0)
+    chans = pha.get_noticed_channels().astype(int)
+    full_model.startup()  # as Fit.fit does: the response is trimmed to the noticed channels
+    try:
+        assert full_model.rmf._lo.size < 500  # a trimmed copy of the RMF
+        got = pha.eval_model_to_fit(full_model)
+    finally:
+        full_model.teardown()
+    # apec and cutoffpl are exact; the line's far-wing remainder depends on the grid (XSPEC's rule, <= 1e-6 of its flux)
+    np.testing.assert_allclose(got, every[chans], rtol=0, atol=2e-6 * 0.3 + 1e-12 * every.max())
+    wo_line = pha.get_full_response()(a + c)
+    full = pha.eval_model(wo_line)
+    wo_line.startup()
+    try:
+        trimmed = pha.eval_model_to_fit(wo_line)
+    finally:
+        wo_line.teardown()
+    np.testing.assert_allclose(trimmed, full[chans], rtol=1e-13)
