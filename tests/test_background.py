@@ -181,3 +181,36 @@ def test_response_grid_mismatch(dense, detabs_file):
         background.component_templates((lo, hi, m[:10]), "A", FRACTIONS, 10.0, detabs_file=detabs_file)
     with pytest.raises(NuskybgdError, match="not increasing"):
         background.component_templates((hi, lo, m), "A", FRACTIONS, 10.0, detabs_file=detabs_file)
+
+
+def test_fold_spectra_equals_sherpa_rmf_fold(rmf):
+    from sherpa.astro.utils import rmf_fold
+    rng = np.random.default_rng(5)
+    spectra = rng.uniform(0, 1, (5, len(rmf.energ_lo)))
+    ours = background.fold_spectra(rmf, spectra)
+    for s, row in zip(spectra, ours):
+        ref = rmf_fold(s, rmf.n_grp, rmf.f_chan, rmf.n_chan, rmf.matrix, rmf.detchans, rmf.offset)
+        np.testing.assert_allclose(row, ref, rtol=1e-12, atol=1e-12 * ref.max())
+
+
+def test_fold_spectra_ignores_notice_filter(auxil_dir):
+    """A DataRMF noticed by Sherpa still folds the full energy grid."""
+    from nuskybgd.io.ogip import read_rmf
+    r = read_rmf(auxil_dir / "diag.rmf")
+    s = np.arange(1.0, len(r.energ_lo) + 1.0)[None, :]
+    full = background.fold_spectra(r, s)
+    r.notice(np.arange(100, 200))
+    assert 90 < len(r._lo) < 110
+    np.testing.assert_array_equal(background.fold_spectra(r, s), full)
+    np.testing.assert_array_equal(full[0], s[0])
+
+
+def test_fold_spectra_bad_rmf(rmf_path):
+    from nuskybgd.io.ogip import read_rmf
+    r = read_rmf(rmf_path)
+    r.n_chan = np.asarray(r.n_chan).copy()
+    r.n_chan[0] += 1
+    with pytest.raises(NuskybgdError, match="inconsistent RMF groups"):
+        background.fold_spectra(r, np.ones((1, len(r.energ_lo))))
+    with pytest.raises(NuskybgdError, match="energy bins"):
+        background.fold_spectra(r, np.ones((1, 10)))

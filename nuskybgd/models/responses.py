@@ -209,8 +209,6 @@ def detabs_tables(module, caldb=None, date=None, detabs_file=None):
     NuskybgdError
         Without a CALDB or file, or when the detectors' grids differ.
     """
-    from ..absrmf import read_detabs
-
     if detabs_file is not None:
         files = [detabs_file] * 4
     else:
@@ -222,13 +220,21 @@ def detabs_tables(module, caldb=None, date=None, detabs_file=None):
     tabs = []
     lo0 = hi0 = None
     for k, f in enumerate(files):
-        lo, hi, val = read_detabs(f, k)
+        lo, hi, val = _read_detabs(str(f), os.path.getmtime(f), k)
         if lo0 is None:
             lo0, hi0 = lo, hi
         else:
             check_same_grid(lo, hi, lo0, hi0, f"{f} (DET{k})", f"{files[0]} (DET0)")
         tabs.append(val)
     return lo0, hi0, np.vstack(tabs)
+
+
+@lru_cache(maxsize=32)
+def _read_detabs(path, mtime, detector):
+    """``nuskybgd.absrmf.read_detabs``, cached per file version and detector."""
+    from ..absrmf import read_detabs
+
+    return read_detabs(path, detector)
 
 
 def _fractions(det_fractions):
