@@ -623,7 +623,7 @@ def load_setup(bgdinfo_path, fit_path, modules_needed=None):
                            modules=modules, masks=masks, weights=weights, phas=phas)
 
 
-def spectrum_templates(pha, module, frac, cache=None):
+def spectrum_templates(pha, module, frac, cache=None, presets=None, caldb=None):
     """Counts per channel per unit norm of every component for a spectrum.
 
     Parameters
@@ -634,7 +634,12 @@ def spectrum_templates(pha, module, frac, cache=None):
     frac : array_like, shape (4,)
         Detector fractions of the spectrum's region.
     cache : dict, optional
-        Memo keyed by (RMF name, module, fractions, exposure).
+        Memo keyed by (RMF, module, fractions, exposure, shapes).
+    presets : ComponentPresets, optional
+        Component shapes (default: the bundle's presets; see
+        :func:`nuskybgd.fitting.prepare.shape_presets` for a state's shapes).
+    caldb : str or Caldb, optional
+        CALDB of the apbgd ARF's DETABS and Be window (default ``$CALDB``).
 
     Returns
     -------
@@ -645,13 +650,33 @@ def spectrum_templates(pha, module, frac, cache=None):
     rmf = pha.get_rmf() if hasattr(pha, "get_rmf") else None
     if rmf is None:
         raise NuskybgdError(f"{pha.name}: no RMF (RESPFILE) to fold the background model through")
-    key = (getattr(rmf, "name", id(rmf)), module, tuple(np.round(np.asarray(frac, float), 12)), float(pha.exposure))
+    date = pha.header.get("DATE-OBS") if getattr(pha, "header", None) is not None else None
+    key = (id(rmf), module, tuple(np.round(np.asarray(frac, float), 12)), float(pha.exposure), presets,
+           str(caldb), str(date))
     if cache is not None and key in cache:
-        return cache[key]
-    t = component_templates(rmf, module, np.asarray(frac, float), float(pha.exposure))
+        return cache[key][1]
+    t = component_templates(rmf, module, np.asarray(frac, float), float(pha.exposure), presets=presets,
+                            caldb=caldb, date=date)
     if cache is not None:
-        cache[key] = t
+        cache[key] = (rmf, t)  # keep the RMF alive so that its id stays unique
     return t
+
+
+def state_shapes(state, group, module):
+    """Component shapes of a state's data group (frozen/linked shape values).
+
+    Parameters
+    ----------
+    state : FitState
+    group : int
+    module : str
+
+    Returns
+    -------
+    ComponentPresets
+    """
+    from .prepare import shape_presets
+    return shape_presets(state, group, module)
 
 
 def _norm_value(state, name, group, ipar):
@@ -669,7 +694,7 @@ def _ifactors(presets, key, module):
     return np.asarray(comps[1]["components"][name][module]["ifactors"], float)
 
 
-def compute_images(setup, emin, emax, presets=None, cache=None):
+def compute_images(setup, emin, emax, presets=None, cache=None, caldb=None):
     """Background model images of every module in a band.
 
     Parameters
@@ -681,6 +706,8 @@ def compute_images(setup, emin, emax, presets=None, cache=None):
         ``ratios.json`` content (default: the bundle's).
     cache : dict, optional
         Template memo shared with other calls.
+    caldb : str or Caldb, optional
+        CALDB for the apbgd ARFs (default ``$CALDB``).
 
     Returns
     -------
@@ -703,14 +730,15 @@ def compute_images(setup, emin, emax, presets=None, cache=None):
         rmf = pha.get_rmf()
         sel = band_channels(rmf.e_min, rmf.e_max, emin, emax)
         w = setup.weights[i]
-        t_ref = spectrum_templates(pha, m, w.frac, cache)
+        shapes = state_shapes(state, i + 1, m)
+        t_ref = spectrum_templates(pha, m, w.frac, cache, shapes, caldb)
         comp = {k: float(np.sum(v[sel])) for k, v in group_component_counts(state, i + 1, t_ref).items()}
         apnorm = _norm_value(state, "apbgd", i + 1, 3)
         c_k = []
         for k in range(4):
             onehot = np.zeros(4)
             onehot[k] = 1.0
-            c_k.append(apnorm * float(np.sum(spectrum_templates(pha, m, onehot, cache)["apbgd"][sel])))
+            c_k.append(apnorm * float(np.sum(spectrum_templates(pha, m, onehot, cache, shapes, caldb)["apbgd"][sel])))
         ikeys = [k for k in comp if k.startswith("intbgd.")]
         fc_counts, fc_areas, fc_masks, fc_numbers = [], [], [], []
         for r, mr in enumerate(setup.modules):
@@ -719,7 +747,7 @@ def compute_images(setup, emin, emax, presets=None, cache=None):
             pr = setup.phas[r]
             rr = pr.get_rmf()
             sel_r = band_channels(rr.e_min, rr.e_max, emin, emax)
-            t_r = spectrum_templates(pr, m, setup.weights[r].frac, cache)
+            t_r = spectrum_templates(pr, m, setup.weights[r].frac, cache, state_shapes(state, r + 1, m), caldb)
             fc_counts.append(_norm_value(state, "fcxb", r + 1, 3) * float(np.sum(t_r["fcxb"][sel_r])))
             fc_areas.append(setup.weights[r].total_area)
             fc_masks.append(setup.masks[r])
@@ -842,7 +870,7 @@ BANDS = ((3.0, 10.0), (10.0, 30.0), (30.0, 79.0), (3.0, 79.0))
 
 
 def run_spec(bgdinfo, fit, regfiles, phafiles, savefile=None, fcxb="fitted", realisations=0, seed=None,
-             clobber=False, setup=None, plot=True):
+             clobber=False, setup=None, plot=True, caldb=None):
     """The ``spec`` task: state with source spectra, predicted background spectra, plot.
 
     Parameters
@@ -864,6 +892,8 @@ def run_spec(bgdinfo, fit, regfiles, phafiles, savefile=None, fcxb="fitted", rea
         Already loaded inputs.
     plot : bool
         Write NAME.png.
+    caldb : str or Caldb, optional
+        CALDB for the apbgd ARFs (default ``$CALDB``).
 
     Returns
     -------
@@ -907,7 +937,7 @@ def run_spec(bgdinfo, fit, regfiles, phafiles, savefile=None, fcxb="fitted", rea
         m, pha, w = s["module"], s["pha"], s["weights"]
         rmf = pha.get_rmf()
         date = pha.header.get("DATE-OBS")
-        arf = apbgd_arf(m, w.frac, rmf=rmf, date=date)
+        arf = apbgd_arf(m, w.frac, caldb=caldb, rmf=rmf, date=date)
         arf_objs.append(arf)
         rmf_name = getattr(rmf, "name", None) or str(pha.header.get("RESPFILE"))
         responses = {2: _rel(rmf_name, out_dir),
@@ -932,7 +962,8 @@ def run_spec(bgdinfo, fit, regfiles, phafiles, savefile=None, fcxb="fitted", rea
     cache = {}
     for k, s in enumerate(srcs):
         pha, m = s["pha"], s["module"]
-        t = spectrum_templates(pha, m, s["weights"].frac, cache)
+        t = spectrum_templates(pha, m, s["weights"].frac, cache,
+                               state_shapes(state, setup.ref_index(m) + 1, m), caldb)
         comps = group_component_counts(state, n_bg + k + 1, t)
         total = sum(comps.values())
         rmf = pha.get_rmf()

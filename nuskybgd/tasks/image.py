@@ -55,7 +55,7 @@ def run(args):
     return 0
 
 
-def make_images(bgdinfo, fit, emin, emax, prefix="", evtfiles=(), clobber=False, setup=None):
+def make_images(bgdinfo, fit, emin, emax, prefix="", evtfiles=(), clobber=False, setup=None, caldb=None):
     """Compute and write the model images (see the task description).
 
     Parameters
@@ -72,6 +72,8 @@ def make_images(bgdinfo, fit, emin, emax, prefix="", evtfiles=(), clobber=False,
         Replace existing outputs.
     setup : BackgroundSetup, optional
         Already loaded inputs (skips reading bgdinfo and the fit).
+    caldb : str or Caldb, optional
+        CALDB for the apbgd ARFs (default ``$CALDB``).
 
     Returns
     -------
@@ -86,7 +88,7 @@ def make_images(bgdinfo, fit, emin, emax, prefix="", evtfiles=(), clobber=False,
     if not float(emin) < float(emax):
         raise NuskybgdError(f"energy band {emin:g}-{emax:g} keV: emin must be below emax")
     setup = setup or load_setup(bgdinfo, fit)
-    images = compute_images(setup, emin, emax)
+    images = compute_images(setup, emin, emax, caldb=caldb)
     counts = {}
     if evtfiles:
         from ..io.events import read_events
