@@ -207,6 +207,7 @@ class AtomDBTables:
                 self.kt["coco"], self.kt["line"], rtol=1e-6):
             raise NuskybgdError(f"{self.coco_path}: temperatures differ from those of {self.line_path}")
         self.temperatures = self.kt["line"]
+        self._parts_cache = {}
 
     @staticmethod
     def _read_coco(d, path, hdu):
@@ -227,17 +228,27 @@ class AtomDBTables:
         elem = _column(d, "Element", path, hdu).astype(int)
         return lam, eps, elem
 
-    def _one_temperature(self, i, lo, hi, abundanc):
-        """Emissivity per rest-frame bin at tabulated temperature index i."""
+    def _parts(self, i, lo, hi):
+        """(solar, metal) emissivity per rest-frame bin at temperature index i.
+
+        ``solar`` holds H and He, ``metal`` the elements scaled by Abundanc;
+        cached for the last few (temperature, grid) pairs, so that changing
+        Abundanc or the norm costs no new interpolation.
+        """
+        key = (i, lo.tobytes(), hi.tobytes())
+        hit = self._parts_cache.get(key)
+        if hit is not None:
+            return hit
         centre = 0.5 * (lo + hi)
         width = hi - lo
-        out = np.zeros(lo.size)
+        solar = np.zeros(lo.size)
+        metal = np.zeros(lo.size)
         z, rmj, parts = self._coco[i]
         for row in range(z.size):
             # element totals (rmJ == 0) of the elements apec includes
             if rmj[row] != 0 or z[row] not in APEC_ELEMENTS:
                 continue
-            scale = abundanc if z[row] in METALS else 1.0
+            target = metal if z[row] in METALS else solar
             for kind in ("Cont", "Pseudo"):
                 n, e, v = parts[kind]
                 k = int(n[row])
@@ -245,17 +256,26 @@ class AtomDBTables:
                     continue
                 ek = np.asarray(e[row][:k], dtype=float)
                 vk = np.asarray(v[row][:k], dtype=float)
-                out += scale * np.interp(centre, ek, vk, left=0.0, right=0.0) * width
+                target += np.interp(centre, ek, vk, left=0.0, right=0.0) * width
         lam, eps, elem = self._line[i]
         with np.errstate(divide="ignore"):
             energy = HC_KEV_ANGSTROM / lam
-        scale = np.where(np.isin(elem, METALS), abundanc, np.where(np.isin(elem, (1, 2)), 1.0, 0.0))
         edges = np.concatenate([lo, hi[-1:]])
         idx = np.searchsorted(edges, energy, side="right") - 1
-        ok = (idx >= 0) & (idx < lo.size) & (scale > 0) & np.isfinite(energy)
+        ok = (idx >= 0) & (idx < lo.size) & np.isfinite(energy)
         ok[ok] &= energy[ok] < hi[idx[ok]]  # inside the bin, not in a gap between bins
-        out += np.bincount(idx[ok], weights=eps[ok] * scale[ok], minlength=lo.size)
-        return out
+        for target, members in ((solar, (1, 2)), (metal, METALS)):
+            sel = ok & np.isin(elem, members)
+            target += np.bincount(idx[sel], weights=eps[sel], minlength=lo.size)
+        if len(self._parts_cache) >= 8:
+            self._parts_cache.pop(next(iter(self._parts_cache)))
+        self._parts_cache[key] = (solar, metal)
+        return solar, metal
+
+    def _one_temperature(self, i, lo, hi, abundanc):
+        """Emissivity per rest-frame bin at tabulated temperature index i."""
+        solar, metal = self._parts(i, lo, hi)
+        return solar + abundanc * metal
 
     def spectrum(self, elo, ehi, kt, abundanc, redshift):
         """apec at norm 1 on energy bins (photons/cm^2/s per bin).
