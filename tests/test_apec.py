@@ -219,7 +219,7 @@ def test_source_template_then_error(clean_env, shared):
     clean_env.setenv("NUSKYBGD_APEC_TEMPLATE", str(next((shared / "apec").glob("*.txt"))))
     assert isinstance(apec.apec_source(), apec.TemplateSpectrum)
     clean_env.delenv("NUSKYBGD_APEC_TEMPLATE")
-    with pytest.raises(NuskybgdError, match="python -m nuskybgd.models.apec download"):
+    with pytest.raises(NuskybgdError, match="python -m nuskybgd.models.atomdb download"):
         apec.apec_source()
 
 
@@ -325,7 +325,9 @@ def test_download_unknown_version_and_bad_url(tmp_path):
 
 
 def test_download_command_line(tmp_path, atomdb_dir, capsys):
+    from nuskybgd.models.atomdb import main
     tb = _tarball(tmp_path, atomdb_dir)
     # 9.9.9 has no registered sha256: the command refuses, exit status 2
-    assert apec.main(["download", "--version", "9.9.9", "--url", tb.as_uri(), "--dest", str(tmp_path / "c")]) == 2
+    assert main(["download", "--version", "9.9.9", "--url", tb.as_uri(), "--dest", str(tmp_path / "c")]) == 2
     assert "no known sha256" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists() or list((tmp_path / "c").iterdir()) == []

@@ -5,7 +5,7 @@ Three sources of the spectrum, tried in this order:
 1. AtomDB emissivity files ``apec_v<version>_coco.fits`` and
    ``apec_v<version>_line.fits``, found in ``$ATOMDB``, in ``$APECROOT``
    (a folder, or a file root such as ``/data/apec_v3.1.2``), or in the user
-   cache filled by ``python -m nuskybgd.models.apec download``
+   cache filled by ``python -m nuskybgd.models.atomdb download``
    (``$NUSKYBGD_CACHE/atomdb`` or ``$XDG_CACHE_HOME/nuskybgd/atomdb``).
    They are read with :class:`AtomDBTables`, which follows REFERENCE
    section 8.
@@ -27,7 +27,6 @@ centres times the rest-frame bin width, plus every line with rest-frame energy
 1e14/(1+z). No thermal or velocity broadening (XSPEC's default).
 """
 
-import argparse
 import hashlib
 import logging
 import os
@@ -50,7 +49,6 @@ __all__ = [
     "HC_KEV_ANGSTROM", "APEC_ELEMENTS", "METALS", "ATOMDB_SHA256", "ATOMDB_URL",
     "DEFAULT_ATOMDB_VERSION", "DOWNLOAD_COMMAND", "atomdb_cache_dir", "find_atomdb",
     "AtomDBTables", "TemplateSpectrum", "apec_source", "apec_spectrum", "download_atomdb",
-    "main",
 ]
 
 log = logging.getLogger("nuskybgd")
@@ -75,7 +73,7 @@ ATOMDB_SHA256 = {
 #: AtomDB release tarballs (``{version}`` is replaced); ``$NUSKYBGD_ATOMDB_URL`` overrides.
 ATOMDB_URL = "https://hea-www.cfa.harvard.edu/AtomDB/releases/atomdb_v{version}.tar.bz2"
 #: The one command that fills the cache.
-DOWNLOAD_COMMAND = "python -m nuskybgd.models.apec download"
+DOWNLOAD_COMMAND = "python -m nuskybgd.models.atomdb download"
 
 _VERSION_RE = re.compile(r"apec_v(\d+(?:\.\d+)*)_coco\.fits$")
 
@@ -579,37 +577,3 @@ def download_atomdb(version=DEFAULT_ATOMDB_VERSION, url=None, dest_dir=None, pro
         return dest / names[0], dest / names[1]
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def main(argv=None):
-    """``python -m nuskybgd.models.apec download [--version V] [--url U] [--dest D]``.
-
-    Parameters
-    ----------
-    argv : list of str, optional
-        Arguments (default ``sys.argv[1:]``).
-
-    Returns
-    -------
-    int
-        Exit status (0 on success, 2 on a user error).
-    """
-    parser = argparse.ArgumentParser(prog="python -m nuskybgd.models.apec",
-                                     description="Download AtomDB apec files (sha256-verified) into the cache.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("download", help="download AtomDB apec_v*_coco.fits and apec_v*_line.fits")
-    p.add_argument("--version", default=DEFAULT_ATOMDB_VERSION, help="AtomDB version (default %(default)s)")
-    p.add_argument("--url", default=None, help="release tarball or folder address (default: AtomDB releases)")
-    p.add_argument("--dest", default=None, help=f"cache folder (default {atomdb_cache_dir()})")
-    args = parser.parse_args(argv)
-    try:
-        coco, line = download_atomdb(args.version, args.url, args.dest)
-    except NuskybgdError as exc:
-        print(f"nuskybgd: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"AtomDB {args.version}: {coco} and {line}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
