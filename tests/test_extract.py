@@ -247,7 +247,7 @@ def test_counts_equal_independent_selection(obs, extracted, wcs_a):
         assert hdr["DATE-OBS"] == h["EVENTS"].header["DATE-OBS"]
     assert hdr["INSTRUME"] == "FPMA"
     assert hdr["RESPFILE"] == "bgd1A_sr.rmf"
-    assert hdr["HDUCLAS2"] in ("TOTAL", "BKG", "NET") or "HDUCLAS2" in hdr
+    assert hdr["HDUCLAS1"] == "SPECTRUM" and hdr["ANCRFILE"] == "NONE"
 
 
 def test_rmf_is_weighted_sum_of_caldb_rmfs(obs, extracted):
