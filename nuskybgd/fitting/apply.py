@@ -517,7 +517,7 @@ class BackgroundSetup:
             raise NuskybgdError(f"{self.info.path}: no background spectrum of module {module}") from None
 
 
-def load_fit(path, info):
+def load_fit(path, info, extra_spectra_ok=False):
     """Read a fitted state (our JSON or any XCM) and check it against bgdinfo.
 
     Parameters
@@ -526,6 +526,8 @@ def load_fit(path, info):
         ``NAME.json`` written by ``nuskybgd fit``, or an XCM file (XSPEC's
         ``save all``, the original tool's or ours).
     info : BgdInfo
+    extra_spectra_ok : bool
+        Spectra after bgdinfo's are expected (a spec state): no warning.
 
     Returns
     -------
@@ -555,7 +557,7 @@ def load_fit(path, info):
         base = p.parent
     check_spectrum_order(state, info.bgfiles_raw or [str(x) for x in info.bgfiles], base, info.folder,
                          xcm_path=str(p), bgdinfo_path=str(info.path))
-    if len(state.spectra) != len(info.bgfiles):
+    if len(state.spectra) != len(info.bgfiles) and not extra_spectra_ok:
         log.warning("%s: %d spectra, bgdinfo lists %d; only the first %d are used",
                     p, len(state.spectra), len(info.bgfiles), len(info.bgfiles))
     return state
@@ -1078,7 +1080,7 @@ def run_simplify(bgdinfo, spec_file, savefile=None, clobber=False):
         name = name[:-4]
     files = [f"{name}.xcm", f"{name}.json", f"{name}_sherpa.py"]
     check_outputs(files, clobber)
-    state = load_fit(spec_file, info)
+    state = load_fit(spec_file, info, extra_spectra_ok=True)
     simp = simplify_state(state, len(info.bgfiles))
     out_dir = Path(files[0]).parent
     simp.spectra = [_rebase_entry(e, Path(spec_file).parent, out_dir) for e in simp.spectra]
@@ -1099,3 +1101,114 @@ def run_simplify(bgdinfo, spec_file, savefile=None, clobber=False):
         Path(out[files[1]]).write_text(json.dumps(state_to_json(simp), indent=1, default=_json_default))
         Path(out[files[2]]).write_text(sherpa_script(simp, exposures=exposures))
     return {"files": files, "state": simp}
+
+
+#: Demo source region: offset from the detectors' footprint centre and radius (sky pixels).
+DEMO_SOURCE_REGION = (-135.0, 0.0, 35.0)
+
+
+def demo_apply(outdir, bgdinfo, fit, sim, clobber=False, bands=BANDS[:3]):
+    """Demo steps after the fit: spec, image, simplify on a source region.
+
+    A region away from the simulated point source is extracted for both
+    modules; ``spec`` predicts its background, ``image`` makes the model
+    images (3-79 keV) and ``simplify`` the background-only state. The
+    predicted background is compared with the injected background events in
+    the region (the simulation tags every event with its component).
+
+    Parameters
+    ----------
+    outdir : str or os.PathLike
+        Demo folder (holds bgdinfo.json and the fit).
+    bgdinfo, fit : str or os.PathLike
+        bgdinfo.json and the fit JSON.
+    sim : nuskybgd.simulate.SimulatedObs
+    clobber : bool
+    bands : sequence of (float, float)
+        Bands compared (keV).
+
+    Returns
+    -------
+    list of dict
+        Per module and band: predicted counts, injected background events,
+        pull ``(N - mu) / sqrt(mu)``.
+    """
+    from ..extract import events_in_mask, extract_spectrum
+    from ..io.events import read_events
+    from ..io.output import atomic_outputs
+    from ..io.regions import region_mask
+    from ..sky.images import pi_range
+    from ..tasks.image import make_images
+
+    out = Path(outdir)
+    regs, phas = [], []
+    dx, dy, r = DEMO_SOURCE_REGION
+    reg_paths = {m: out / f"src{m}.reg" for m in ("A", "B")}
+    with atomic_outputs(list(reg_paths.values()), clobber) as o:
+        for m, p in reg_paths.items():
+            cx, cy = sim.truth["modules"][m]["footprint_centre_xy_1based"]
+            Path(o[p]).write_text("# Region file format: DS9 version 4.1\nimage\n"
+                                  f"circle({cx + dx:.2f},{cy + dy:.2f},{r:.2f})\n")
+    for m in ("A", "B"):
+        res = extract_spectrum(sim.events[m], reg_paths[m], outprefix=f"src{m}", outdir=out, grpmin=30,
+                               caldb=sim.caldb, clobber=clobber)
+        regs.append(str(reg_paths[m]))
+        phas.append(str(res.grouped))
+    spec = run_spec(bgdinfo, fit, regs, phas, savefile=str(out / "bgd_src"), clobber=clobber, caldb=sim.caldb)
+    make_images(bgdinfo, fit, 3.0, 79.0, prefix=str(out) + "/img_", evtfiles=[str(sim.events[m]) for m in ("A", "B")],
+                clobber=clobber, caldb=sim.caldb)
+    run_simplify(bgdinfo, out / "bgd_src.xcm", savefile=str(out / "bgd_only_src"), clobber=clobber)
+
+    rows = []
+    for k, m in enumerate(("A", "B")):
+        ev = read_events(sim.events[m], columns=("PI", "X", "Y"))
+        hdr = load_setup_header(bgdinfo)
+        mask = region_mask(reg_paths[m], hdr, shape=(hdr["NAXIS2"], hdr["NAXIS1"]), header=hdr)
+        sel = events_in_mask(ev.columns["X"], ev.columns["Y"], mask)
+        tags = sim.event_components(m)
+        n_comp = len(sim.truth["modules"][m]["component_order"])
+        bg = sel & (tags < n_comp)
+        pi = ev.columns["PI"]
+        for a, b in bands:
+            first, last = pi_range(a, b)
+            n = int(np.count_nonzero(bg & (pi >= first) & (pi <= last)))
+            n_src = int(np.count_nonzero(sel & (tags >= n_comp) & (pi >= first) & (pi <= last)))
+            mu = spec["sources"][k]["bands"][f"{a:g}-{b:g}"]
+            rows.append({"module": m, "band": f"{a:g}-{b:g}", "predicted": mu, "injected_background": n,
+                         "source_events": n_src, "pull": (n - mu) / np.sqrt(mu) if mu > 0 else float("nan")})
+    return rows
+
+
+def load_setup_header(bgdinfo):
+    """Header (WCS) of bgdinfo's reference image.
+
+    Parameters
+    ----------
+    bgdinfo : str or os.PathLike
+
+    Returns
+    -------
+    astropy.io.fits.Header
+    """
+    from .bgdinfo import load_bgdinfo
+    info = load_bgdinfo(bgdinfo, check_files=False)
+    return _read_image(info.refimgf, "reference image")[1]
+
+
+def print_demo_apply(rows, file=None):
+    """Print the demo's predicted-vs-injected background table.
+
+    Parameters
+    ----------
+    rows : list of dict
+        From :func:`demo_apply`.
+    file : file-like, optional
+        Default ``sys.stdout``.
+    """
+    import sys
+    file = file or sys.stdout
+    print("background in the source region (spec prediction vs injected background events):", file=file)
+    print(f"{'module':<6} {'band keV':<9} {'predicted':>10} {'injected':>9} {'pull':>6} {'source ev.':>10}", file=file)
+    for r in rows:
+        print(f"FPM{r['module']:<3} {r['band']:<9} {r['predicted']:>10.1f} {r['injected_background']:>9d} "
+              f"{r['pull']:>+6.2f} {r['source_events']:>10d}", file=file)

@@ -244,7 +244,13 @@ def run(args):
     print(f"{fi['statistic']} = {fi['value']:.1f} for {fi['dof']} dof; pulls: mean {pulls.mean():+.2f}, "
           f"std {pulls.std():.2f} over {pulls.size} norms; total {time.perf_counter() - t0:.1f} s")
     print("outputs: " + ", ".join(str(p) for k, p in fit.paths.items() if k != "arfs" and p is not None))
+    # spec, image and simplify on a source region (nuskybgd.fitting.apply)
+    from ..fitting.apply import demo_apply, print_demo_apply
+    apply_rows = demo_apply(out, info, fit.paths["json"], sim, args.clobber)
+    mark("spec, image, simplify")
+    print_demo_apply(apply_rows)
     summary = {"rows": rows, "pull_mean": float(pulls.mean()), "pull_std": float(pulls.std()),
+               "source_region": apply_rows,
                "steps_seconds": steps, "fit": fi}
     from ..io.output import write_text
     write_text(json.dumps(summary, indent=1, default=float) + "\n", out / "demo_summary.json", clobber=True)
