@@ -177,6 +177,14 @@ def det1_to_sky(detx, dety, ref_x, ref_y, pa_pnt, nudge=True):
     -------
     x, y : ndarray of float64
         Sky index coordinates (pixel index = floor(value) in projbgd's grid).
+
+    Notes
+    -----
+    projbgd bins the reference point with floor(X_DET1) while event images
+    bin X with floor(X - 0.5) (docs/DESIGN.md, pixel conventions). An event
+    simulated at FITS sky coordinate ``X = x + 0.5`` (and ``Y = y + 0.5``)
+    therefore falls in the sky-image pixel floor(x), the pixel where
+    projbgd puts that DET1 position.
     """
     a = rotation_angle(pa_pnt)
     u = np.asarray(detx, dtype=np.float64) - DET1_REF
