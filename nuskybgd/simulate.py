@@ -220,6 +220,12 @@ def _dwell(t, start, stop):
     return np.where(ok, dwell, 0.0)
 
 
+def _gti_span(t, dwell, start, stop):
+    """Part of each row's dwell before the end of the GTI holding the row, s."""
+    i = np.clip(np.searchsorted(start, t, side="right") - 1, 0, len(start) - 1)
+    return np.where(dwell > 0, np.minimum(dwell, stop[i] - t), 0.0)
+
+
 def _draw_bad_pixels(rng, pixmap, n_per_det):
     """A few random live raw pixels per detector declared bad for the whole observation."""
     bad = {}
@@ -419,6 +425,7 @@ def simulate_observation(outdir, seed=0, obsid="60001001002", exposure=50000.0, 
         ge = tstart + (ge_real - t0) * stretch
         dwell = _dwell(t, gs, ge)
         expo = float(dwell.sum())
+        span = _gti_span(t, dwell, gs, ge)
 
         # Instrument and pixel maps from the simulated CALDB; bad pixels drawn here.
         date = date_obs
@@ -518,7 +525,7 @@ def simulate_observation(outdir, seed=0, obsid="60001001002", exposure=50000.0, 
                 py, px = np.divmod(p, spatial.shape[1])
                 chan = draw_categorical(rng, tmpl, n)
                 rows = draw_categorical(rng, rowp, n)
-                _append_events(cols, rng, px, py, chan, rows, k, t, dwell, x_det1, y_det1, pixmap, pa_pnt)
+                _append_events(cols, rng, px, py, chan, rows, k, t, span, x_det1, y_det1, pixmap, pa_pnt)
                 comp_tag.append(np.full(n, names.index(name), np.int16))
             ebar.update(0)
         ebar.update()
@@ -527,7 +534,7 @@ def simulate_observation(outdir, seed=0, obsid="60001001002", exposure=50000.0, 
         src_truth = None
         if source:
             src_truth = _simulate_source(rng, cols, comp_tag, m, source_rate, footprint_centre, source_offset,
-                                         expo, t, dwell, x_det1, y_det1, pa_pnt, imap, pixmap, rmfs,
+                                         expo, t, dwell, span, x_det1, y_det1, pa_pnt, imap, pixmap, rmfs,
                                          len(names), caldb.query("SPECRESP", f"FPM{m}", date=date).path)
         ebar.update()
 
@@ -678,15 +685,19 @@ def _ifactors(presets, name):
     return [float(x) for x in v] if v is not None else None
 
 
-def _append_events(cols, rng, px, py, chan, rows, det, t, dwell, x_det1, y_det1, pixmap, pa_pnt):
-    """Turn (DET1 pixel, channel, track row) draws into event columns."""
+def _append_events(cols, rng, px, py, chan, rows, det, t, span, x_det1, y_det1, pixmap, pa_pnt):
+    """Turn (DET1 pixel, channel, track row) draws into event columns.
+
+    ``span`` is the part of each row's dwell inside its GTI: event times
+    are uniform in ``[t, t + span)``, so every event lies inside a GTI.
+    """
     n = px.size
     jx = rng.random(n) - 0.5
     jy = rng.random(n) - 0.5
     ax = x_det1[rows] - 0.5
     ay = y_det1[rows] - 0.5
     sx, sy = det1_to_sky(px + jx, py + jy, ax, ay, pa_pnt)
-    time = t[rows] + rng.random(n) * dwell[rows]
+    time = t[rows] + rng.random(n) * span[rows]
     raw = pixmap.rawpix[py, px]
     cols["TIME"].append(time)
     cols["PI"].append(chan.astype(np.int32))
@@ -700,7 +711,7 @@ def _append_events(cols, rng, px, py, chan, rows, det, t, dwell, x_det1, y_det1,
     cols["Y"].append(sy + 1.0)
 
 
-def _simulate_source(rng, cols, comp_tag, module, rate, centre, offset, expo, t, dwell, x_det1, y_det1,
+def _simulate_source(rng, cols, comp_tag, module, rate, centre, offset, expo, t, dwell, span, x_det1, y_det1,
                      pa_pnt, imap, pixmap, rmfs, tag, arf_path):
     """A point source: power law through RMF_k x (on-axis ARF), King-profile PSF."""
     from .io.ogip import read_arf, rmf_matrix
@@ -737,7 +748,7 @@ def _simulate_source(rng, cols, comp_tag, module, rate, centre, offset, expo, t,
         folded = spec @ rmf_matrix(rmf)
         chan = draw_categorical(rng, np.clip(folded, 0, None), sel.size)
         n = sel.size
-        cols["TIME"].append(t[rows[sel]] + rng.random(n) * dwell[rows[sel]])
+        cols["TIME"].append(t[rows[sel]] + rng.random(n) * span[rows[sel]])
         cols["PI"].append(chan.astype(np.int32))
         cols["DET_ID"].append(np.full(n, k, np.uint8))
         raw = pixmap.rawpix[iy[sel], ix[sel]]

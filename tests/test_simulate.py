@@ -106,6 +106,9 @@ def test_event_header_and_columns(obs, m):
     assert h[f"TCDLT{nx}"] == pytest.approx(-2.45810736 / 3600) and h[f"TCDLT{ny}"] == pytest.approx(2.45810736 / 3600)
     assert h[f"TCRPX{nx}"] == 500.5 and h[f"TLMAX{nx}"] == 1000
     assert np.all(np.diff(d["TIME"]) >= 0)
+    gti = fits.getdata(obs.events[m], "GTI")
+    i = np.searchsorted(gti["START"], d["TIME"], side="right") - 1
+    assert np.all(i >= 0) and np.all(d["TIME"] < gti["STOP"][i]), "events outside the GTIs"
     assert d["PI"].min() >= 0 and d["PI"].max() <= 4095
     assert set(np.unique(d["DET_ID"])) <= {0, 1, 2, 3}
     assert len(d["TIME"]) == obs.truth["modules"][m]["n_events"]
