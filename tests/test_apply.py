@@ -395,3 +395,29 @@ def test_zz_report_ratios():
         for comp in ("apbgd", "intbgd", "fcxb", "intn"):
             rr = np.array([x[-1] for x in RATIOS if x[2] == comp])
             print(f"  {comp}: max |ratio-1| = {np.abs(rr - 1).max():.2e}")
+
+
+def test_xcm_outputs_pass_xspec_evaluation(field, tmp_path):
+    """spec and simplify XCMs, evaluated with XSPEC's compiled models through the files they name,
+    reproduce the predicted background (the fit export's evaluator, tests/test_fit_task.py)."""
+    pytest.importorskip("xspectrampoline")
+    from test_fit_task import _xspec_counts
+
+    from nuskybgd.fitting.apply import run_simplify, run_spec
+    from nuskybgd.io.xcm import read_xcm
+    d = field["dir"]
+    with _chdir(d):
+        res = run_spec("bgdinfo.json", "fit.xcm", ["src.reg", "src.reg"], ["srcA.pha", "srcB.pha"],
+                       savefile=str(tmp_path / "bgd_src"), plot=False)
+        run_simplify("bgdinfo.json", str(tmp_path / "bgd_src.xcm"), savefile=str(tmp_path / "bgd_only_src"))
+    worst = 0.0
+    for name, first in (("bgd_src.xcm", 6), ("bgd_only_src.xcm", 0)):
+        st = read_xcm(tmp_path / name)
+        assert len(st.spectra) == first + 2
+        for k in range(2):
+            ours = res["sources"][k]["spectrum"]
+            ref = _xspec_counts(st, first + k, tmp_path, res["sources"][k]["counts"]["intbgd.apec"])
+            keep = ours > 1e-8 * ours.max()
+            worst = max(worst, float(np.max(np.abs(ref[keep] - ours[keep]) / ours[keep])))
+    print(f"\nXSPEC-function evaluation of the spec/simplify XCMs: max relative difference {worst:.2e}")
+    assert worst < 1e-5, worst
