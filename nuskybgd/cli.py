@@ -25,7 +25,7 @@ __all__ = ["TASKS", "main", "build_parser", "translate_legacy"]
 #: Task names in the order shown by ``nuskybgd --help``.
 TASKS = (
     "simulate", "mkimgs", "aspecthist", "mkinstrmap", "projbgd", "extract",
-    "fit", "spec", "simplify", "image", "absrmf", "demo",
+    "fit", "spec", "simplify", "image", "absrmf", "demo", "atomdb",
 )
 
 _PLANNED = {
@@ -41,6 +41,7 @@ _PLANNED = {
     "image": "background model images in an energy band",
     "absrmf": "RMFs with detector absorption, one per detector",
     "demo": "run the whole chain on a simulated observation",
+    "atomdb": "download AtomDB apec files into the user cache",
 }
 
 _LEGACY_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)

@@ -5,7 +5,7 @@ Three sources of the spectrum, tried in this order:
 1. AtomDB emissivity files ``apec_v<version>_coco.fits`` and
    ``apec_v<version>_line.fits``, found in ``$ATOMDB``, in ``$APECROOT``
    (a folder, or a file root such as ``/data/apec_v3.1.2``), or in the user
-   cache filled by ``python -m nuskybgd.models.atomdb download``
+   cache filled by ``nuskybgd atomdb download``
    (``$NUSKYBGD_CACHE/atomdb`` or ``$XDG_CACHE_HOME/nuskybgd/atomdb``).
    They are read with :class:`AtomDBTables`, which follows REFERENCE
    section 8.
@@ -73,7 +73,7 @@ ATOMDB_SHA256 = {
 #: AtomDB release tarballs (``{version}`` is replaced); ``$NUSKYBGD_ATOMDB_URL`` overrides.
 ATOMDB_URL = "https://hea-www.cfa.harvard.edu/AtomDB/releases/atomdb_v{version}.tar.bz2"
 #: The one command that fills the cache.
-DOWNLOAD_COMMAND = "python -m nuskybgd.models.atomdb download"
+DOWNLOAD_COMMAND = "nuskybgd atomdb download"
 
 _VERSION_RE = re.compile(r"apec_v(\d+(?:\.\d+)*)_coco\.fits$")
 
