@@ -219,7 +219,7 @@ def test_source_template_then_error(clean_env, shared):
     clean_env.setenv("NUSKYBGD_APEC_TEMPLATE", str(next((shared / "apec").glob("*.txt"))))
     assert isinstance(apec.apec_source(), apec.TemplateSpectrum)
     clean_env.delenv("NUSKYBGD_APEC_TEMPLATE")
-    with pytest.raises(NuskybgdError, match="python -m nuskybgd.models.atomdb download"):
+    with pytest.raises(NuskybgdError, match="nuskybgd atomdb download"):
         apec.apec_source()
 
 
