@@ -64,7 +64,7 @@ from .errors import NuskybgdError
 from .sky.projection import aspect_nudge, det1_to_sky, rotation_angle, sky_to_det1
 
 __all__ = [
-    "SimulatedObs", "simulate_observation", "draw_categorical", "SKY_PIXEL_ARCSEC",
+    "SimulatedObs", "simulate_observation", "plot_overview", "draw_categorical", "SKY_PIXEL_ARCSEC",
     "FCXB_NORM_PER_PIXEL", "APBGD_NORM_PER_APERTURE", "INTN_PIXELS_PER_UNIT",
 ]
 
@@ -355,12 +355,12 @@ def simulate_observation(outdir, seed=0, obsid="60001001002", exposure=50000.0, 
 
     from .caldb import Caldb
     from .caldb_synth import make_caldb
-    from .io.output import atomic_outputs
+    from .io.events import read_badpix
     from .io.ogip import read_rmf
+    from .io.output import atomic_outputs, check_outputs
     from .io.skyfiles import read_instrmap, read_pixpos
     from .models.background import component_templates
     from .models.presets import component_presets
-    from .io.events import read_badpix
     from .sky.instrmap import bad_pixel_list, instrument_map, pixel_map
     from .sky.projection import aperture_image
 
@@ -374,7 +374,6 @@ def simulate_observation(outdir, seed=0, obsid="60001001002", exposure=50000.0, 
     gti_paths = {m: outdir / "event_cl" / f"nu{obsid}{m}01_gti.fits" for m in modules}
     det1_paths = {m: outdir / "event_cl" / f"nu{obsid}{m}_det1.fits" for m in modules}
     truth_path = outdir / "truth.json"
-    from .io.output import check_outputs
     check_outputs([*ev_paths.values(), *gti_paths.values(), *det1_paths.values(), truth_path,
                    outdir / "truth_events.npz"], clobber)
 
@@ -547,7 +546,8 @@ def simulate_observation(outdir, seed=0, obsid="60001001002", exposure=50000.0, 
                      & (data["Y"] < SKY_SIZE + 0.5))
         if off_grid.any():
             raise RuntimeError(f"{int(off_grid.sum())} simulated events fell off the sky grid")
-        outputs[m] = dict(data=data, tags=tags, t=t, gs=gs, ge=ge, x_det1=x_det1, y_det1=y_det1, expo=expo, bad=bad)
+        outputs[m] = dict(data=data, tags=tags, t=t, gs=gs, ge=ge, x_det1=x_det1, y_det1=y_det1, expo=expo,
+                          bad=bad)
 
         truth["modules"][m] = {
             "instrume": f"FPM{m}",

@@ -17,9 +17,10 @@ from nuskybgd.extract import (N_CHANNELS, detector_fractions, energy_band_channe
                               extract_spectrum, group_min_counts, output_paths, pha_counts,
                               weighted_rmf_matrix)
 
-REAL_REGIONS = sorted(p.name for p in (Path(__file__).resolve().parents[2] / "shared" / "real" / "regions").glob("*.reg")) \
-    or ["KP15_all.reg", "Source_NE.reg", "Source_SW.reg", "bg_30001002001A.reg", "bg_30302006006B.reg",
-        "bg_30302007004A.reg", "reg_fpma.reg", "reg_fpmb.reg", "testbox0.reg"]
+_REGION_DIR = Path(__file__).resolve().parents[2] / "shared" / "real" / "regions"
+REAL_REGIONS = sorted(p.name for p in _REGION_DIR.glob("*.reg")) or [
+    "KP15_all.reg", "Source_NE.reg", "Source_SW.reg", "bg_30001002001A.reg", "bg_30302006006B.reg",
+    "bg_30302007004A.reg", "reg_fpma.reg", "reg_fpmb.reg", "testbox0.reg"]
 
 
 # ---------------------------------------------------------------- helpers
