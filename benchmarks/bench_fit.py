@@ -105,9 +105,6 @@ def build_problem(folder, seed=0):
                   header={"INSTRUME": f"FPM{s['module']}", "RESPFILE": rmf_path.name, "TELESCOP": "NuSTAR"},
                   clobber=True)
         write_apbgd_arf(folder / s["apbgd_arf"], arfs[k], s["module"], weights[k].frac, clobber=True)
-    # back to the presets as the starting point
-    for s, i in state.free_parameters():
-        pass
     return state, sds, truth, t_templates
 
 

@@ -16,7 +16,6 @@ is its reference spectrum.
 from __future__ import annotations
 
 import copy
-import math
 import re
 from dataclasses import dataclass, field
 
@@ -623,10 +622,3 @@ def _linked(defaults, source, index, factor):
     p = _param(defaults)
     p.link = Link(source, int(index), float(factor))
     return p
-
-
-def finite_or_error(x, what):
-    """Raise NuskybgdError for a non-finite number (helper for parsers)."""
-    if not math.isfinite(x):
-        raise NuskybgdError(f"{what}: not a finite number")
-    return x

@@ -272,7 +272,6 @@ def parse_xcm(text, path="<xcm>"):
     ignore_bad = False
     models = []  # (number, name, expr, [(lineno, text)], where)
     i = 0
-    after_model = False
     while i < len(lines):
         raw = lines[i]
         lineno = i + 1
@@ -345,14 +344,12 @@ def parse_xcm(text, path="<xcm>"):
                 else:
                     break
             models.append((number, name, expr, plines, where))
-            after_model = True
         elif cmd in _SETTINGS:
             state.settings.append(" ".join(toks))
         elif cmd in _TRAILER:
             state.trailer.append(" ".join(toks))
         else:
             raise NuskybgdError(f"{where}: unsupported command '{toks[0]}'")
-    del after_model
     if not specs:
         raise NuskybgdError(f"{path}: no 'data' command")
     state.spectra = [specs[n] for n in sorted(specs)]
