@@ -43,7 +43,7 @@ from .errors import NuskybgdError
 __all__ = [
     "N_CHANNELS", "SKY_GRID", "ExtractResult", "events_in_mask", "pha_counts",
     "group_min_counts", "detector_fractions", "weighted_rmf_matrix", "energy_band_channels",
-    "extract_spectrum", "output_paths",
+    "extract_spectrum", "output_paths", "plot_spectrum",
 ]
 
 log = logging.getLogger("nuskybgd")
@@ -441,6 +441,48 @@ def _spectrum_header(evhdr, rmf_name, outprefix, regfile, evtfile, weights, n_ev
         h[f"DETFRAC{k}"] = (float(w), f"fraction of the region's events on DET{k}")
     h["CREATOR"] = ("nuskybgd extract", "program that wrote the file")
     return h
+
+
+def plot_spectrum(result, path, title=None, clobber=False):
+    """Plot an extracted spectrum (grouped counts per keV against energy).
+
+    Parameters
+    ----------
+    result : ExtractResult
+        Output of :func:`extract_spectrum`.
+    path : str or os.PathLike
+        PNG file to write.
+    title : str, optional
+        Figure title.
+    clobber : bool
+        Replace an existing file.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .io.output import atomic_outputs
+    counts = np.asarray(result.counts, float)
+    starts = np.flatnonzero(result.grouping == 1)
+    ends = np.r_[starts[1:], counts.size]
+    sums = np.add.reduceat(counts, starts)
+    good = result.quality[starts] == 0
+    elo, ehi = 1.6 + 0.04 * starts, 1.6 + 0.04 * ends
+    rate = sums / (ehi - elo)
+    err = np.sqrt(sums) / (ehi - elo)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.errorbar(0.5 * (elo + ehi)[good], rate[good], xerr=0.5 * (ehi - elo)[good], yerr=err[good], fmt=".",
+                ms=3, lw=0.8, label=f"{result.n_events} events, groups >= {int(sums[good].min()) if good.any() else 0}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("energy (keV)")
+    ax.set_ylabel("counts per keV")
+    ax.set_title(title or result.pha.name)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_outputs([path], clobber) as out:
+        fig.savefig(out[path], format="png", dpi=90)
+    plt.close(fig)
 
 
 def extract_spectrum(eventfile, regfile, outprefix=None, outdir=".", grpmin=30, elow=None, ehigh=None,

@@ -372,8 +372,10 @@ def test_cli_legacy_arguments(obs, extracted, tmp_path, caldb_env):
     rc = main(["extract", str(obs.events["A"]), str(reg), "--outprefix", "cliA", "--outdir", str(tmp_path),
                "--grpmin", "20"])
     assert rc != 0
-    rc = main(["extract", str(obs.events["A"]), str(reg), "outprefix=!cliA", f"outdir={tmp_path}", "grpmin=20"])
+    rc = main(["extract", str(obs.events["A"]), str(reg), "outprefix=!cliA", f"outdir={tmp_path}", "grpmin=20",
+               "plot=yes"])
     assert rc == 0
+    assert (tmp_path / "cliA_sr_g20.png").stat().st_size > 5000
 
 
 @pytest.mark.parametrize("regname", REAL_REGIONS)

@@ -46,6 +46,8 @@ def add_arguments(parser):
                              "or merged into the previous group")
     parser.add_argument("--detabs", action="store_true", help="fold detector absorption into the RMF")
     parser.add_argument("--caldb", default=None, help="CALDB root (default $CALDB)")
+    parser.add_argument("--plot", action="store_true",
+                        help="also write OUTDIR/OUTPREFIX_sr_g<GRPMIN>.png (grouped spectrum)")
     parser.add_argument("--indir", default=None, help=argparse_suppress())
     parser.add_argument("--attfile", default=None, help=argparse_suppress())
 
@@ -74,4 +76,9 @@ def run(args):
     log = logging.getLogger("nuskybgd")
     for p in (res.pha, res.rmf, res.grouped):
         log.info("wrote %s", p)
+    if args.plot:
+        from ..extract import plot_spectrum
+        png = res.grouped.with_suffix(".png")
+        plot_spectrum(res, png, clobber=args.clobber)
+        log.info("wrote %s", png)
     return 0
