@@ -131,10 +131,12 @@ def pulls(tmp_path_factory):
 
     presets = load_ratios()
     rows = []
+    timing = []  # per seed: simulate+bin, fit, spec, variance (s)
     for seed in range(1, N_SEEDS + 1):
         d = base / f"s{seed}"
         (d / "sim").mkdir(parents=True)
         os.symlink(sim0.caldb, d / "sim" / "caldb")
+        tt = [time.perf_counter()]
         sim = simulate_observation(d / "sim", seed=seed, exposure=EXPOSURE, source=False, bad_pixels_per_det=0,
                                    progress=False)
         spectra = {}
@@ -151,6 +153,7 @@ def pulls(tmp_path_factory):
                     counts[m] = c
                 else:
                     spectra[m].append(p)
+        tt.append(time.perf_counter())
         info = d / "bgdinfo.json"
         info.write_text(json.dumps({
             "bgfiles": [spectra[m][k].name for k in range(len(regions["A"])) for m in "AB"],
@@ -160,10 +163,13 @@ def pulls(tmp_path_factory):
             "fcxb_config": {"links": [[2 * k + 1, 2 * k + 2] for k in range(len(regions["A"]))]},
             "intbgd_fix_line_ratios": True}))
         fit = fit_background(info, savefile=str(d / "bgdparams"), plot=False, caldb=Caldb(sim0.caldb))
-        res = run_spec(info, d / "bgdparams.json", [str(src_regs["A"]), str(src_regs["B"])],
-                       [str(d / "srcA.pha"), str(d / "srcB.pha")], savefile=str(d / "bgd_src"), plot=False)
-        # variance of the prediction from the fit covariance (prediction linear in the free norms)
+        tt.append(time.perf_counter())
         setup = load_setup(info, d / "bgdparams.json")
+        res = run_spec(info, d / "bgdparams.json", [str(src_regs["A"]), str(src_regs["B"])],
+                       [str(d / "srcA.pha"), str(d / "srcB.pha")], savefile=str(d / "bgd_src"), plot=False,
+                       setup=setup)
+        tt.append(time.perf_counter())
+        # variance of the prediction from the fit covariance (prediction linear in the free norms)
         srcs = load_sources(setup, [str(src_regs["A"]), str(src_regs["B"])],
                             [str(d / "srcA.pha"), str(d / "srcB.pha")])
         cache = {}
@@ -183,6 +189,8 @@ def pulls(tmp_path_factory):
             for k in range(len(srcs)):
                 jac[k, :, j] = (pert[k] - base_pred[k]) / step
         cov = np.asarray(fit.result.covariance)
+        tt.append(time.perf_counter())
+        timing.append(np.diff(tt).tolist())
         for k, m in enumerate("AB"):
             for b, (lo, hi) in enumerate(BANDS):
                 first, last = pi_range(lo, hi)
@@ -194,7 +202,7 @@ def pulls(tmp_path_factory):
                              "sigma_fit": var_fit ** 0.5, "pull": (n - mu) / np.sqrt(mu + var_fit),
                              "pull_poisson_only": (n - mu) / np.sqrt(mu)})
     mp.undo()
-    out = {"rows": rows, "setup_seconds": setup_s, "total_seconds": time.perf_counter() - t0}
+    out = {"rows": rows, "setup_seconds": setup_s, "seed_seconds": timing, "total_seconds": time.perf_counter() - t0}
     (base / "pulls.json").write_text(json.dumps(out, indent=1))
     return out
 
