@@ -266,6 +266,47 @@ def test_detector_centroids_match_projection(obs, projections):
     assert np.all(np.abs(diffs) < 5 * ses + 0.1), (diffs, ses)
 
 
+@pytest.mark.parametrize("m", MODULES)
+def test_region_weights_predict_region_counts(obs, projections, m, tmp_path):
+    """Section-6 weights from projbgd images predict the counts of each component group in regions."""
+    from nuskybgd.fitting.weights import region_weights
+    from nuskybgd.io.events import read_events, sky_wcs
+    from nuskybgd.io.regions import region_mask
+    image, header, proj, hist = projections[m]
+    tr = obs.truth["modules"][m]
+    names = tr["component_order"]
+    d, _ = _events(obs.events[m])
+    tags = obs.event_components(m)
+    wcs = sky_wcs(read_events(obs.events[m], columns=("TIME",)))
+    ix = np.floor(d["X"] - 0.5).astype(int)
+    iy = np.floor(d["Y"] - 0.5).astype(int)
+    cx, cy = tr["footprint_centre_xy_1based"]
+    groups = {"intn": ["intn"], "fcxb": ["fcxb"], "intbgd": [n for n in names if n.startswith("intbgd.")],
+              "apbgd": ["apbgd"]}
+    z = []
+    for i, (dx, dy, r) in enumerate(((-80, -80, 50), (-80, 80, 50), (80, 80, 50), (0, 0, 40), (-120, 0, 30))):
+        reg = tmp_path / f"r{i}.reg"
+        reg.write_text(f"image\ncircle({cx + dx},{cy + dy},{r})\n")
+        mask = region_mask(reg, wcs, (1000, 1000))
+        w = region_weights(mask, list(proj.detectors), proj.aperture)
+        inside = mask[iy, ix]
+        for g, comps in groups.items():
+            idx = [names.index(c) for c in comps]
+            n = int(np.sum(inside & np.isin(tags, idx)))
+            if g == "apbgd":
+                # the aperture sum ap_r replaces the per-detector pixel counts
+                per_ap = sum(tr["expected_counts"]["apbgd"]) / sum(tr["aperture_sum_per_det"])
+                mu = per_ap * w.ap
+            else:
+                mu = sum(w.area[k] * sum(tr["expected_counts"][c][k] for c in comps) / tr["live_pixels_per_det"][k]
+                         for k in range(4))
+            z.append((n - mu) / np.sqrt(mu))
+            assert abs(z[-1]) < 4.5, (i, g, n, mu)
+    z = np.array(z)
+    print(f"FPM{m} region z-scores:", np.round(z, 2))
+    assert np.mean(z ** 2) < 2.0, z
+
+
 # ---------------------------------------------------------------- injected counts
 
 @pytest.mark.parametrize("m", MODULES)
