@@ -169,3 +169,33 @@ def test_benchmark_size_converges_quickly():
     assert len(spectra) == 12 and N_CHAN == 4096
     _, res = fit_state(st, spectra, "cstat")
     assert res.converged and res.n_iter < 30 and len(res.theta) >= 70
+
+
+def test_errors_match_sherpa_covariance():
+    """Same linear model in Sherpa (FixedTableModel norms, cstat, LevMar, covariance)."""
+    from sherpa.data import Data1D
+    from sherpa.estmethods import Covariance
+    from sherpa.fit import Fit
+    from sherpa.models.basic import FixedTableModel
+    from sherpa.optmethods import LevMar
+    from sherpa.stats import CStat
+
+    rng = np.random.default_rng(9)
+    x = np.arange(300.0)
+    shapes = [np.exp(-x / 60) * 30, np.full(300, 5.0), 40 * np.exp(-(x - 150) ** 2 / 200)]
+    A = np.stack(shapes, axis=1)
+    d = rng.poisson(A @ np.array([1.0, 0.8, 0.5])).astype(float)
+    ours = solve(A, np.zeros(300), d, np.ones(3))
+    comps = []
+    for k, s in enumerate(shapes):
+        t = FixedTableModel(f"t{k}")
+        t.load(s)
+        t.ampl = 1.0
+        comps.append(t)
+    model = comps[0] + comps[1] + comps[2]
+    fit = Fit(Data1D("d", x, d), model, CStat(), LevMar(), Covariance())
+    fit.fit()
+    np.testing.assert_allclose([c.ampl.val for c in comps], ours.theta, rtol=1e-4)
+    est = fit.est_errors()
+    np.testing.assert_allclose(est.parmaxes, ours.errors, rtol=2e-2)
+    assert fit.calc_stat() == pytest.approx(ours.statistic, rel=1e-9)
