@@ -354,7 +354,8 @@ def _one_line_error(capsys):
     return err[0]
 
 
-@pytest.mark.parametrize("case", ["off_image", "count_mismatch", "fit_mismatch", "band", "zero_area_src"])
+@pytest.mark.parametrize("case", ["off_image", "outside_image", "count_mismatch", "fit_mismatch", "band",
+                                  "zero_area_src", "image_fit_mismatch"])
 def test_bad_input(field, tmp_path, capsys, case):
     d = field["dir"]
     out = tmp_path / "out"
@@ -362,6 +363,9 @@ def test_bad_input(field, tmp_path, capsys, case):
     with _chdir(d):
         if case == "off_image":
             argv = ["spec", "bgdinfo.json", "fit.xcm", "off.reg", "srcA.pha", f"savefile={out / 'b'}"]
+        elif case == "outside_image":
+            _write_reg(tmp_path / "out.reg", [(1500, 1500, 30)])  # beyond the 1000x1000 projected images
+            argv = ["spec", "bgdinfo.json", "fit.xcm", str(tmp_path / "out.reg"), "srcA.pha", f"savefile={out / 'b'}"]
         elif case == "zero_area_src":
             _write_reg(tmp_path / "z.reg", [(100, 100, 30)])  # on the image, off the detectors
             argv = ["spec", "bgdinfo.json", "fit.xcm", str(tmp_path / "z.reg"), "srcA.pha", f"savefile={out / 'b'}"]
@@ -376,13 +380,22 @@ def test_bad_input(field, tmp_path, capsys, case):
                    "bgdapfiles": {m: str(d / f"bgdap{m}.fits") for m in "AB"},
                    "bgddetfiles": {m: [str(d / f"det{k}{m}im.fits") for k in range(4)] for m in "AB"}}))
             argv = ["spec", str(tmp_path / "swapped.json"), "fit.xcm", "src.reg", "srcA.pha", f"savefile={out / 'b'}"]
+        elif case == "image_fit_mismatch":
+            st = parse_xcm(Path("fit.xcm").read_text())
+            for e in st.spectra:
+                e.file = str(d / e.file)
+            st.spectra[2].file = str(d / "bgd3A.pha")  # order differs from bgdinfo
+            st.spectra[4].file = str(d / "bgd2A.pha")
+            (tmp_path / "bad.xcm").write_text(format_xcm(st))
+            argv = ["image", "bgdinfo.json", str(tmp_path / "bad.xcm"), "3", "10", f"prefix={out}/"]
         else:
             argv = ["image", "bgdinfo.json", "fit.xcm", "10", "3", f"prefix={out}/"]
         rc = main(argv)
     assert rc != 0
     msg = _one_line_error(capsys)
-    expect = {"off_image": "off.reg", "count_mismatch": "2 source regions but 1", "fit_mismatch": "spectrum 1",
-              "band": "emin must be below emax", "zero_area_src": "zero area"}[case]
+    expect = {"off_image": "off.reg", "outside_image": "out.reg", "count_mismatch": "2 source regions but 1",
+              "fit_mismatch": "spectrum 1", "band": "emin must be below emax", "zero_area_src": "zero area",
+              "image_fit_mismatch": "spectrum 3"}[case]
     assert expect in msg, msg
     assert list(out.iterdir()) == []
 
@@ -421,3 +434,26 @@ def test_xcm_outputs_pass_xspec_evaluation(field, tmp_path):
             worst = max(worst, float(np.max(np.abs(ref[keep] - ours[keep]) / ours[keep])))
     print(f"\nXSPEC-function evaluation of the spec/simplify XCMs: max relative difference {worst:.2e}")
     assert worst < 1e-5, worst
+
+
+def test_image_task_files(field, tmp_path, capsys):
+    d = field["dir"]
+    with _chdir(d):
+        rc = main(["image", "bgdinfo.json", "fit.xcm", "3", "20", f"prefix={tmp_path}/x_"])
+    assert rc == 0, capsys.readouterr().err
+    for m in "AB":
+        comps = {c: fits.getdata(tmp_path / f"x_bgd_{c}_{m}.fits") for c in ("apbgd", "intbgd", "fcxb", "intn")}
+        total, h = fits.getdata(tmp_path / f"x_bgd_total_{m}.fits", header=True)
+        np.testing.assert_allclose(total, sum(comps.values()), rtol=1e-6, atol=1e-12)
+        assert h["E_MIN"] == 3 and h["E_MAX"] == 20 and h["INSTRUME"] == f"FPM{m}" and "CTYPE1" in h
+        assert all(np.all(c >= 0) and c.sum() > 0 for c in comps.values())
+        assert (tmp_path / f"x_bgd_{m}.png").stat().st_size > 1000
+    for n in range(1, 7):
+        img = fits.getdata(tmp_path / f"x_bgd_fcxb_{n}.fits")
+        assert img.sum() > 0 and np.count_nonzero(img) < img.size / 10
+    # existing outputs are kept (one-line error, exit != 0)
+    before = (tmp_path / "x_bgd_total_A.fits").stat().st_mtime_ns
+    with _chdir(d):
+        rc = main(["image", "bgdinfo.json", "fit.xcm", "3", "20", f"prefix={tmp_path}/x_"])
+    assert rc != 0 and "exists" in _one_line_error(capsys)
+    assert (tmp_path / "x_bgd_total_A.fits").stat().st_mtime_ns == before
