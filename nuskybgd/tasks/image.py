@@ -134,21 +134,26 @@ def _preview(path, imgs, counts, module, emin, emax):
         sl = (slice(max(ys.min() - 10, 0), ys.max() + 11), slice(max(xs.min() - 10, 0), xs.max() + 11))
     else:
         sl = (slice(None), slice(None))
+    y0 = sl[0].start or 0
+    x0 = sl[1].start or 0
+    sub = total[sl]
+    extent = (x0 + 0.5, x0 + sub.shape[1] + 0.5, y0 + 0.5, y0 + sub.shape[0] + 0.5)  # 1-based sky pixels
     ncol = 2 if counts is not None else 1
     fig, axes = plt.subplots(1, ncol, figsize=(5.2 * ncol, 4.6), squeeze=False)
-    im = axes[0, 0].imshow(total[sl], origin="lower", cmap="viridis")
+    im = axes[0, 0].imshow(sub, origin="lower", cmap="viridis", extent=extent)
     axes[0, 0].set_title(f"FPM{module} background model {emin:g}-{emax:g} keV\n"
                          f"{total.sum():.0f} counts", fontsize=9)
     fig.colorbar(im, ax=axes[0, 0], label="counts / pixel")
     if counts is not None:
         from scipy.ndimage import uniform_filter
         sm = uniform_filter(np.asarray(counts, float), 9)[sl]
-        im2 = axes[0, 1].imshow(sm, origin="lower", cmap="viridis", vmin=0, vmax=max(total[sl].max(), 1e-9))
+        im2 = axes[0, 1].imshow(sm, origin="lower", cmap="viridis", vmin=0, vmax=max(sub.max(), 1e-9),
+                                extent=extent)
         axes[0, 1].set_title(f"counts (9x9 boxcar mean), {np.sum(counts):.0f} counts", fontsize=9)
         fig.colorbar(im2, ax=axes[0, 1], label="counts / pixel")
     for ax in axes.ravel():
-        ax.set_xlabel("sky x (pixel)")
-        ax.set_ylabel("sky y (pixel)")
+        ax.set_xlabel("sky X (pixel)")
+        ax.set_ylabel("sky Y (pixel)")
     fig.tight_layout()
     fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
