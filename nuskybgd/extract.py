@@ -260,14 +260,19 @@ def weighted_rmf_matrix(matrices, weights, absorption=None):
     ndarray of float64, shape (n_energy, n_chan)
         ``sum_k w_k * absorption_k[:, None] * M_k``.
     """
-    out = None
+    out = scratch = None
     for k, (m, w) in enumerate(zip(matrices, weights)):
         if w == 0:
             continue
-        term = np.asarray(m, dtype=np.float64) * float(w)
+        scale = float(w)
         if absorption is not None:
-            term = term * np.asarray(absorption[k], dtype=np.float64)[:, None]
-        out = term if out is None else out + term
+            scale = float(w) * np.asarray(absorption[k], dtype=np.float64)[:, None]
+        # in place: one output and one scratch array, whatever the number of detectors
+        if out is None:
+            out = np.multiply(m, scale, dtype=np.float64)
+        else:
+            scratch = np.multiply(m, scale, out=scratch, dtype=np.float64)
+            out += scratch
     if out is None:
         raise ValueError("all RMF weights are zero")
     return out
