@@ -142,19 +142,23 @@ def step_extract(sim, regions, outdir, clobber=False):
 
 
 def step_bgdinfo(spectra, regions, images, ap, det, outdir, clobber=False):
-    """Write bgdinfo.json (spectra alternate A, B per region; fcxb of A and B tied). Returns its path."""
+    """Write bgdinfo.json (spectra alternate A, B per region). Returns its path.
+
+    The fcxb norms of A and B are left free: the simulation draws a separate
+    fCXB scale factor per module, so tying them (``fcxb_config.links``) would
+    bias the fit.
+    """
     from ..io.output import write_text
     n = len(regions["A"])
-    bg, reg, links = [], [], []
+    bg, reg = [], []
     for k in range(n):
         for m in ("A", "B"):
             bg.append(Path(spectra[m][k]).name)
             reg.append(Path(regions[m][k]).name)
-        links.append([2 * k + 1, 2 * k + 2])
     info = {"bgfiles": bg, "regfiles": reg, "refimgf": Path(images["A"]).name,
             "bgdapfiles": {m: Path(ap[m]).name for m in ("A", "B")},
             "bgddetfiles": {m: [Path(p).name for p in det[m]] for m in ("A", "B")},
-            "fcxb_config": {"links": links}, "intbgd_fix_line_ratios": True}
+            "fcxb_config": {"links": []}, "intbgd_fix_line_ratios": True}
     path = Path(outdir) / "bgdinfo.json"
     write_text(json.dumps(info, indent=2) + "\n", path, clobber=clobber)
     return path
