@@ -217,3 +217,19 @@ def test_bad_input_zero_area_region(chain, tmp_path, capsys):
     (tmp_path / d["regfiles"][4]).write_text("image\ncircle(40,40,10)\n")  # on the image, off the detectors
     err = _bad_run(tmp_path, [tmp_path / "bgdinfo.json"], capsys)
     assert d["regfiles"][4] in err and "zero area" in err
+
+
+def test_help_prints_bgdinfo_template(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert '"bgddetfiles"' in out and '"fcxb_config"' in out and "intbgd_fix_line_ratios" in out
+
+
+def test_legacy_savefile_argument(chain, capsys):
+    rc = main(["fit", str(chain["info"]), f"savefile={chain['out'] / 'legacy.xcm'}", "--no-fit", "--no-plot",
+               "--caldb", str(chain["sim"].caldb)])
+    assert rc == 0, capsys.readouterr().err
+    assert (chain["out"] / "legacy.xcm").is_file() and (chain["out"] / "legacy.json").is_file()
+    assert not (chain["out"] / "legacy.xcm.xcm").exists()

@@ -66,6 +66,8 @@ def add_arguments(parser):
     parser.add_argument("--original-norms", action="store_true",
                         help="reference intbgd norms as the original (area-weighted mean)")
     parser.add_argument("--no-plot", action="store_true", help="do not write NAME.png")
+    parser.add_argument("--caldb", default=None,
+                        help="CALDB root for DETABS/Be window of the apbgd ARFs (default $CALDB)")
     parser.add_argument("--clobber", action="store_true", help="overwrite existing output files")
 
 
@@ -276,6 +278,6 @@ def run(args):
     """Run ``nuskybgd fit``."""
     res = fit_background(args.bgdinfo, savefile=args.savefile, statistic=args.statistic, no_fit=args.no_fit,
                          emin=args.emin, emax=args.emax, original_norms=args.original_norms,
-                         clobber=args.clobber, plot=not args.no_plot)
+                         clobber=args.clobber, plot=not args.no_plot, caldb=args.caldb)
     print(parameter_table(res.state), file=sys.stdout)
     return 0
