@@ -461,3 +461,32 @@ def test_image_task_files(field, tmp_path, capsys):
         rc = main(["image", "bgdinfo.json", "fit.xcm", "3", "20", f"prefix={tmp_path}/x_"])
     assert rc != 0 and "exists" in _one_line_error(capsys)
     assert (tmp_path / "x_bgd_total_A.fits").stat().st_mtime_ns == before
+
+
+def test_simplify_sherpa_script_reproduces_background(field, tmp_path):
+    """The simplified state's Sherpa script predicts the background PHA's counts."""
+    import runpy
+
+    from sherpa.astro import ui
+
+    from nuskybgd.fitting.apply import run_simplify, run_spec
+    d = field["dir"]
+    with _chdir(d):
+        res = run_spec("bgdinfo.json", "fit.xcm", ["src.reg", "src.reg"], ["srcA.pha", "srcB.pha"],
+                       savefile=str(tmp_path / "bgd_src"), plot=False)
+        run_simplify("bgdinfo.json", str(tmp_path / "bgd_src.xcm"), savefile=str(tmp_path / "bgd_only_src"))
+    try:
+        with _chdir(tmp_path):
+            runpy.run_path("bgd_only_src_sherpa.py")
+            worst = 0.0
+            for k in range(2):
+                data = ui.get_data(k + 1)
+                data.ungroup()
+                data.notice()
+                mc = data.eval_model(ui.get_model(k + 1))
+                ref = res["sources"][k]["spectrum"]
+                keep = ref > 1e-6 * ref.max()
+                worst = max(worst, float(np.max(np.abs(mc[keep] - ref[keep]) / ref[keep])))
+    finally:
+        ui.clean()
+    assert worst < 1e-6, worst

@@ -948,7 +948,8 @@ def run_spec(bgdinfo, fit, regfiles, phafiles, savefile=None, fcxb="fitted", rea
                      5: str(auxil_path("diag.rmf"))}
         arfs = {2: _rel(names["arfs"][k], out_dir), 4: str(auxil_path(f"fcxb{m}.arf"))}
         sources.append(SourceSpectrum(file=_rel(s["phafile"], out_dir), module=m,
-                                      area=w.area, ap=w.ap, responses=responses, arfs=arfs))
+                                      area=w.area, ap=w.ap, responses=responses, arfs=arfs,
+                                      ignore=_source_ignore(pha, setup.state.info.get("band_kev") or (3.0, 150.0))))
     fit_state = copy.deepcopy(setup.state)
     fit_state.spectra = [_rebase_entry(e, fit_dir, out_dir) for e in fit_state.spectra]
     state = add_source_spectra(fit_state, setup.modules, setup.weights, sources, presets,
@@ -1001,6 +1002,19 @@ def run_spec(bgdinfo, fit, regfiles, phafiles, savefile=None, fcxb="fitted", rea
         if plot:
             plot_spec(out[names["png"]], srcs, results)
     return {"files": all_files, "state": state, "sources": results, "names": names}
+
+
+def _source_ignore(pha, band):
+    """XSPEC ignore ranges of a source spectrum: bins not wholly inside the fit's band."""
+    from .engine import bin_mask_from_energy, group_ids
+    from .prepare import ignore_ranges
+    rmf = pha.get_rmf()
+    n = len(pha.channel)
+    grouping = None if pha.grouping is None else np.asarray(pha.grouping)
+    quality = None if pha.quality is None else np.asarray(pha.quality)
+    ids = group_ids(grouping, n)
+    return ignore_ranges(bin_mask_from_energy(ids, np.asarray(rmf.e_min), np.asarray(rmf.e_max),
+                                              float(band[0]), float(band[1]), quality))
 
 
 def _json_default(o):
