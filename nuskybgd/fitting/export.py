@@ -310,12 +310,13 @@ def plot_fit(path, model, state, energies, labels=None):
     ncol = 2 if n > 1 else 1
     nrow = (n + ncol - 1) // ncol
     fig = plt.figure(figsize=(7 * ncol, 4.2 * nrow))
-    gs = fig.add_gridspec(2 * nrow, ncol, height_ratios=[3, 1] * nrow, hspace=0.05)
+    outer = fig.add_gridspec(nrow, ncol, hspace=0.35, wspace=0.25)
     colors = {"apbgd": "tab:orange", "intbgd": "tab:green", "fcxb": "tab:purple", "intn": "tab:brown"}
     for k, sd in enumerate(model.spectra):
         r, c = divmod(k, ncol)
-        ax = fig.add_subplot(gs[2 * r, c])
-        axr = fig.add_subplot(gs[2 * r + 1, c], sharex=ax)
+        inner = outer[r, c].subgridspec(2, 1, height_ratios=[3, 1], hspace=0.0)
+        ax = fig.add_subplot(inner[0])
+        axr = fig.add_subplot(inner[1], sharex=ax)
         elo, ehi = energies[k]
         ids = sd.ids
         nb = sd.n_bins
