@@ -140,3 +140,15 @@ def test_source_from_expression_unknown_component():
     assert s.par_names == ["p1", "p2", "p3", "p4", "p5"]
     with pytest.raises(ValueError):
         Source.from_expression(1, None, "gaussian", npar=4)
+
+
+def test_shape_presets_follow_the_state():
+    from nuskybgd.fitting.prepare import shape_presets
+    from nuskybgd.models.presets import component_presets
+    st = _state()
+    assert shape_presets(st, 1, "A") == component_presets("A")
+    st.source("intbgd").param(1, 5).value = 3.7  # LineE of the first line
+    st.source("apbgd").param(2, 2).value = 50.0  # HighECut of module B's reference
+    pa, pb = shape_presets(st, 1, "A"), shape_presets(st, 2, "B")
+    assert pa.lines[0].linee == 3.7 and pa.lines[1] == component_presets("A").lines[1]
+    assert pb.apbgd.highecut == 50.0
