@@ -211,9 +211,40 @@ def injected_norms(fit, truth):
     return rows
 
 
+def demo_environment():
+    """Point the demo at the shared data when nothing else is configured.
+
+    The demo observation is built from the shared data folder (real aspect
+    track and CALDB pieces), so when neither ``$NUSKYBGD_AUXIL`` nor the
+    user cache holds the calibration bundle, and no AtomDB or apec template
+    is configured, the copies in that folder are used (and said so).
+    """
+    from ..auxil import auxil_path
+    from ..simulate import _shared_root
+    try:
+        shared = _shared_root()
+    except NuskybgdError:
+        return  # simulate will say what is missing
+    try:
+        auxil_path("ratios.json", download=False)
+    except NuskybgdError:
+        if (shared / "nuskybgd-auxil" / "ratios.json").is_file():
+            os.environ["NUSKYBGD_AUXIL"] = str(shared / "nuskybgd-auxil")
+            log.info("demo: using the calibration bundle in %s", os.environ["NUSKYBGD_AUXIL"])
+    from ..models.apec import apec_source
+    try:
+        apec_source()
+    except NuskybgdError:
+        tmpl = sorted((shared / "apec").glob("*.txt"))
+        if tmpl:
+            os.environ["NUSKYBGD_APEC_TEMPLATE"] = str(tmpl[0])
+            log.info("demo: no AtomDB found; using the apec template %s", tmpl[0])
+
+
 def run(args):
     """Run ``nuskybgd demo``."""
     import time
+    demo_environment()
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
