@@ -22,7 +22,7 @@ from pathlib import Path
 from .errors import NuskybgdError
 
 __all__ = [
-    "BUNDLE_FILES", "UPSTREAM_URL", "cache_dir", "auxil_path", "download_auxil",
+    "BUNDLE_FILES", "UPSTREAM_URL", "cache_dir", "sha256_file", "auxil_path", "download_auxil",
     "load_ratios", "load_nomapbgdparams",
 ]
 
@@ -58,7 +58,19 @@ def cache_dir():
     return Path(base) / "nuskybgd" / "auxil"
 
 
-def _sha256(path):
+def sha256_file(path):
+    """sha256 of a file, read in 1 MiB chunks.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+
+    Returns
+    -------
+    str
+        Hexadecimal digest.
+    """
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -115,7 +127,7 @@ def download_auxil(name, base_url=None, dest_dir=None, progress=True):
                         bar.update(len(chunk))
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise NuskybgdError(f"{url}: download failed ({exc})") from None
-        digest = _sha256(tmp)
+        digest = sha256_file(tmp)
         if digest != BUNDLE_FILES[name]:
             raise NuskybgdError(
                 f"{url}: sha256 mismatch (got {digest[:12]}..., expected {BUNDLE_FILES[name][:12]}...); nothing cached")

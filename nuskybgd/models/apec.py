@@ -27,7 +27,6 @@ centres times the rest-frame bin width, plus every line with rest-frame energy
 1e14/(1+z). No thermal or velocity broadening (XSPEC's default).
 """
 
-import hashlib
 import logging
 import os
 import re
@@ -42,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..auxil import sha256_file
 from ..errors import NuskybgdError
 from .kernels import check_energy_bins
 
@@ -481,14 +481,6 @@ def apec_spectrum(elo, ehi, kt, abundanc, redshift):
 # download
 # --------------------------------------------------------------------------
 
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def download_atomdb(version=DEFAULT_ATOMDB_VERSION, url=None, dest_dir=None, progress=True, hashes=None):
     """Download the AtomDB apec files into the cache, verifying sha256.
 
@@ -567,7 +559,7 @@ def download_atomdb(version=DEFAULT_ATOMDB_VERSION, url=None, dest_dir=None, pro
             except (tarfile.TarError, OSError, EOFError) as exc:
                 raise NuskybgdError(f"{url}: not a readable tar archive ({exc})") from None
         for n in names:
-            digest = _sha256(got[n])
+            digest = sha256_file(got[n])
             if digest != hashes[n]:
                 raise NuskybgdError(f"{url}: sha256 of {n} is {digest[:12]}..., expected "
                                     f"{hashes[n][:12]}...; nothing cached")
