@@ -30,6 +30,8 @@ SEEDS = (2, 7)
 EXPOSURE = 30000.0
 BANDS = ((3, 5), (5, 10), (10, 20), (20, 50), (50, 150))
 
+pytestmark = pytest.mark.slow
+
 
 def _injected_region_norm(tm, key, w):
     if key == "apbgd":
