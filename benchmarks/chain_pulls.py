@@ -222,7 +222,7 @@ def plot(rows, summary, path, min_snr, title):
         s = summary[f"{g}/both"]
         n = s["n"]
         if n:
-            ax.plot(x, n * 0.5 * np.exp(-0.5 * x ** 2) / np.sqrt(2 * np.pi) / 2, "k:", label="N(0,1), A+B")
+            ax.plot(x, n * 0.5 * np.exp(-0.5 * x ** 2) / np.sqrt(2 * np.pi) / 2, "k:", label="N(0,1), per module")
             ax.set_title(f"{g}: mean {s['mean']:+.2f}, std {s['std']:.2f}")
         ax.set_xlabel("pull (fitted - injected) / error")
         ax.legend(fontsize=7)
