@@ -224,6 +224,8 @@ def plot(rows, summary, path, min_snr, title):
         if n:
             ax.plot(x, n * 0.5 * np.exp(-0.5 * x ** 2) / np.sqrt(2 * np.pi) / 2, "k:", label="N(0,1), per module")
             ax.set_title(f"{g}: mean {s['mean']:+.2f}, std {s['std']:.2f}")
+        else:
+            ax.set_title(f"{g}: no norm with injected/error >= {min_snr:g}", fontsize=8)
         ax.set_xlabel("pull (fitted - injected) / error")
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
