@@ -31,6 +31,7 @@ import numpy as np
 from ..errors import NuskybgdError
 from .model import (BACKGROUND_SOURCES, FCXB_FACTOR, FitState, SpectrumEntry,
                     build_background_state, norm_template_key)
+from .uncertainty import fit_covariance, prediction_jacobian, prediction_sigma, source_fcxb_coefficients
 
 __all__ = [
     "SourceSpectrum", "fcxb_surface_brightness", "source_fcxb_norm", "add_source_spectra",
@@ -358,7 +359,8 @@ def simplify_state(state, n_bg):
         src.params = values
         sources.append(src)
     out = FitState(spectra=spectra, sources=sources, settings=list(st.settings), statistic=st.statistic,
-                   trailer=list(st.trailer), info={k: v for k, v in st.info.items() if k != "weights"})
+                   trailer=list(st.trailer),
+                   info={k: v for k, v in st.info.items() if k not in ("weights", "covariance")})
     out.info["simplified_from_groups"] = groups
     return out
 
@@ -902,7 +904,13 @@ def run_spec(bgdinfo, fit, regfiles, phafiles, savefile=None, fcxb="fitted", rea
     dict
         ``files`` written, ``state`` (FitState), ``sources`` (per source:
         file, module, ``counts`` per channel of each component, ``total``
-        counts, ``bands`` {"3-10": counts, ...}).
+        counts, ``bands`` {"3-10": counts, ...}, ``total_error`` and
+        ``band_errors`` {"3-10": counts}: 1-sigma errors of the predictions
+        from the fit covariance, see :mod:`nuskybgd.fitting.uncertainty`;
+        NaN when unknown; ``error_kind`` covariance, diagonal or none).
+        ``NAME_bkg.pha`` holds the predicted counts; its header records
+        BKGTOTAL, BKGCERR (1-sigma, counts), BKGFERR (fractional) and
+        BKGERRTY; POISSERR and SYS_ERR are write_pha's defaults.
     """
     import json
     import os
@@ -960,7 +968,15 @@ def run_spec(bgdinfo, fit, regfiles, phafiles, savefile=None, fcxb="fitted", rea
         [{"area": [float(a) for a in s["weights"].area], "ap": float(s["weights"].ap),
           "frac": [float(x) for x in s["weights"].frac]} for s in srcs]
 
-    # Predicted background counts of each source spectrum.
+    # Predicted background counts of each source spectrum, with 1-sigma errors
+    # from the fit covariance (the prediction is linear in the fitted norms).
+    cov_params, cov, cov_kind = fit_covariance(setup.state)
+    if cov_kind == "diagonal":
+        log.warning("%s: no covariance stored (XCM or older JSON); prediction errors from the per-parameter "
+                    "errors, correlations ignored", fit)
+    elif cov_kind == "none":
+        log.warning("%s: no covariance or parameter errors (XCM); prediction errors unknown (NaN)", fit)
+    bg_areas = [np.asarray(w.area, float) for w in setup.weights]
     results = []
     cache = {}
     for k, s in enumerate(srcs):
@@ -970,16 +986,26 @@ def run_spec(bgdinfo, fit, regfiles, phafiles, savefile=None, fcxb="fitted", rea
         comps = group_component_counts(state, n_bg + k + 1, t)
         total = sum(comps.values())
         rmf = pha.get_rmf()
-        bands = {}
-        for a, b in BANDS:
-            sel = band_channels(rmf.e_min, rmf.e_max, a, b)
-            bands[f"{a:g}-{b:g}"] = float(np.sum(total[sel]))
+        sels = [band_channels(rmf.e_min, rmf.e_max, a, b) for a, b in BANDS] + [np.ones(len(total), bool)]
+        bands = {f"{a:g}-{b:g}": float(np.sum(total[sel])) for (a, b), sel in zip(BANDS, sels)}
+        fc = source_fcxb_coefficients(state, setup.modules, bg_areas, m, float(np.sum(s["weights"].area)), fcxb)
+        jac, _, missing = prediction_jacobian(state, n_bg + k + 1, t, sels, cov_params, fcxb=fc)
+        sig = prediction_sigma(jac, cov)
+        if missing:
+            log.warning("%s: free parameters %s have no covariance; prediction errors unknown (NaN)",
+                        fit, ", ".join(f"{a}:p{j + 1}" for a, j in missing))
+            sig[:] = np.nan
+        band_err = {key: float(e) for key, e in zip(bands, sig[:-1])}
         results.append({"file": s["phafile"], "region": s["regfile"], "module": m, "counts": comps,
                         "total": float(np.sum(total)), "bands": bands, "spectrum": total,
+                        "total_error": float(sig[-1]), "band_errors": band_err, "error_kind": cov_kind,
                         "exposure": float(pha.exposure), "backscal": float(np.atleast_1d(pha.backscal)[0])
                         if pha.backscal is not None else 1.0})
     state.info["predicted_background"] = [{"file": r["file"], "region": r["region"], "total_counts": r["total"],
-                                           "band_counts": r["bands"], "bkg_file": names["bkg"][k]}
+                                           "total_counts_error": _num_or_none(r["total_error"]),
+                                           "band_counts": r["bands"],
+                                           "band_counts_error": {b: _num_or_none(e) for b, e in r["band_errors"].items()},
+                                           "error_kind": r["error_kind"], "bkg_file": names["bkg"][k]}
                                           for k, r in enumerate(results)]
 
     rng = np.random.default_rng(seed)
@@ -991,6 +1017,7 @@ def run_spec(bgdinfo, fit, regfiles, phafiles, savefile=None, fcxb="fitted", rea
         for k, (s, r) in enumerate(zip(srcs, results)):
             write_apbgd_arf(out[names["arfs"][k]], arf_objs[k], s["module"], s["weights"].frac, clobber=True)
             hdr = _bkg_header(s["pha"], s["phafile"], s["regfile"])
+            hdr.update(_bkg_error_keywords(r["total"], r["total_error"], r["error_kind"]))
             areascal = float(np.atleast_1d(s["pha"].areascal)[0]) if s["pha"].areascal is not None else 1.0
             write_pha(out[names["bkg"][k]], r["spectrum"], r["exposure"], r["backscal"], header=hdr,
                       clobber=True, areascal=areascal)
@@ -1023,6 +1050,26 @@ def _json_default(o):
     if isinstance(o, (np.floating, np.integer)):
         return o.item()
     return str(o)
+
+
+def _num_or_none(x):
+    return float(x) if np.isfinite(x) else None
+
+
+def _bkg_error_keywords(total, sigma, kind):
+    """Header keywords recording the predicted background's fit uncertainty.
+
+    The COUNTS column stays the prediction itself and POISSERR/SYS_ERR keep
+    write_pha's defaults: the error of the prediction is one number fully
+    correlated over channels (the fitted norms), not an independent
+    per-channel systematic, so it is recorded, not folded into SYS_ERR.
+    """
+    h = {"BKGTOTAL": (float(total), "predicted background counts, all channels"),
+         "BKGERRTY": (kind, "source of BKGFERR: covariance, diagonal or none")}
+    if np.isfinite(sigma) and total > 0:
+        h["BKGCERR"] = (float(sigma), "1-sigma error of BKGTOTAL from the fit (counts)")
+        h["BKGFERR"] = (float(sigma / total), "fractional 1-sigma error of BKGTOTAL (fit)")
+    return h
 
 
 def _bkg_header(pha, phafile, regfile):
@@ -1144,8 +1191,10 @@ def demo_apply(outdir, bgdinfo, fit, sim, clobber=False, bands=BANDS[:3]):
     Returns
     -------
     list of dict
-        Per module and band: predicted counts, injected background events,
-        pull ``(N - mu) / sqrt(mu)``.
+        Per module and band: ``predicted`` counts mu, ``sigma_fit`` (1-sigma
+        error of mu from the fit covariance), ``injected_background`` events
+        N, ``source_events``, ``pull`` ``(N - mu) / sqrt(mu + sigma_fit^2)``
+        and ``pull_poisson_only`` ``(N - mu) / sqrt(mu)``.
     """
     from ..extract import events_in_mask, extract_spectrum
     from ..io.events import read_events
@@ -1188,8 +1237,12 @@ def demo_apply(outdir, bgdinfo, fit, sim, clobber=False, bands=BANDS[:3]):
             n = int(np.count_nonzero(bg & (pi >= first) & (pi <= last)))
             n_src = int(np.count_nonzero(sel & (tags >= n_comp) & (pi >= first) & (pi <= last)))
             mu = spec["sources"][k]["bands"][f"{a:g}-{b:g}"]
-            rows.append({"module": m, "band": f"{a:g}-{b:g}", "predicted": mu, "injected_background": n,
-                         "source_events": n_src, "pull": (n - mu) / np.sqrt(mu) if mu > 0 else float("nan")})
+            sig = spec["sources"][k]["band_errors"][f"{a:g}-{b:g}"]
+            var = mu + sig ** 2 if np.isfinite(sig) else mu
+            rows.append({"module": m, "band": f"{a:g}-{b:g}", "predicted": mu, "sigma_fit": sig,
+                         "injected_background": n, "source_events": n_src,
+                         "pull": (n - mu) / np.sqrt(var) if var > 0 else float("nan"),
+                         "pull_poisson_only": (n - mu) / np.sqrt(mu) if mu > 0 else float("nan")})
     return rows
 
 
@@ -1222,7 +1275,11 @@ def print_demo_apply(rows, file=None):
     import sys
     file = file or sys.stdout
     print("background in the source region (spec prediction vs injected background events):", file=file)
-    print(f"{'module':<6} {'band keV':<9} {'predicted':>10} {'injected':>9} {'pull':>6} {'source ev.':>10}", file=file)
+    print(f"{'module':<6} {'band keV':<9} {'predicted +- sigma_fit':>22} {'injected':>9} {'pull':>6} "
+          f"{'pull(Poisson)':>13} {'source ev.':>10}", file=file)
     for r in rows:
-        print(f"FPM{r['module']:<3} {r['band']:<9} {r['predicted']:>10.1f} {r['injected_background']:>9d} "
-              f"{r['pull']:>+6.2f} {r['source_events']:>10d}", file=file)
+        pred = f"{r['predicted']:.1f} +- {r['sigma_fit']:.1f}"
+        print(f"FPM{r['module']:<3} {r['band']:<9} {pred:>22} {r['injected_background']:>9d} "
+              f"{r['pull']:>+6.2f} {r['pull_poisson_only']:>+13.2f} {r['source_events']:>10d}", file=file)
+    print("pull = (injected - predicted) / sqrt(predicted + sigma_fit^2); pull(Poisson) = "
+          "(injected - predicted) / sqrt(predicted); sigma_fit from the fit covariance", file=file)

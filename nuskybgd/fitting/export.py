@@ -1,7 +1,8 @@
 """Outputs of a fit: JSON summary, Sherpa script and plot (the XCM is in io/xcm).
 
 - :func:`state_to_json` / :func:`state_from_json`: every parameter with
-  value, error, free/frozen/linked state and link ratio; statistic and dof;
+  value, error, free/frozen/linked state and link ratio; the covariance of
+  the free parameters (``covariance``); statistic and dof;
   per-spectrum weights; software versions. The JSON round-trips the state.
 - :func:`sherpa_script`: a Python script that loads the spectra and
   responses in Sherpa, builds the four background sources with nuskybgd's
@@ -73,7 +74,10 @@ def state_to_json(state, versions=True):
         parameter names) and ``parameters`` (one entry per parameter: source,
         group, index within the source, name, component, value, error,
         ``state`` free/frozen/linked, ``link`` {source, index, ratio}, the six
-        XCM numbers), ``settings``, ``trailer``, ``info``.
+        XCM numbers), ``covariance`` (when the fit stored one: the free
+        parameters as {source, index} and their covariance matrix, see
+        :func:`nuskybgd.fitting.uncertainty.set_fit_covariance`),
+        ``settings``, ``trailer``, ``info``.
     """
     info = dict(state.info)
     spectra = []
@@ -109,6 +113,9 @@ def state_to_json(state, versions=True):
     out = {"format": "nuskybgd-fit-1", "statistic": state.statistic, "fit": info.pop("fit", None),
            "spectra": spectra, "sources": sources, "parameters": params,
            "settings": list(state.settings), "trailer": list(state.trailer)}
+    cov = info.pop("covariance", None)
+    if cov is not None:
+        out["covariance"] = cov
     for k in ("weights", "modules"):
         info.pop(k, None)
     out["info"] = info
@@ -162,6 +169,8 @@ def state_from_json(d, path="JSON"):
         info = dict(d.get("info", {}))
         if d.get("fit") is not None:
             info["fit"] = d["fit"]
+        if d.get("covariance") is not None:
+            info["covariance"] = d["covariance"]
         info["modules"] = [e.get("module") for e in d["spectra"]]
         info["weights"] = [e.get("weights") for e in d["spectra"]]
         st.info = info

@@ -199,6 +199,7 @@ def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=Fals
     from ..fitting.export import plot_fit, sherpa_script, state_to_json
     from ..fitting.model import build_background_state
     from ..fitting.prepare import compute_weights, ignore_ranges, load_spectra, spectrum_data
+    from ..fitting.uncertainty import set_fit_covariance
     from ..io.output import atomic_outputs, check_outputs
     from ..io.xcm import format_xcm
     from ..models.background import component_templates
@@ -237,6 +238,10 @@ def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=Fals
         state.spectra[k].ignore = ignore_ranges(sd.noticed)
         sds.append(sd)
     model, result = fit_state(state, sds, statistic, fit=not no_fit)
+    if result is not None:
+        set_fit_covariance(state, model.free, result.covariance)
+    else:
+        state.info.pop("covariance", None)
     state.info["band_kev"] = [emin, emax]
     state.info["bgdinfo"] = str(info.path)
     state.info["exposure"] = [s.exposure for s in spectra]

@@ -22,12 +22,18 @@ Outputs (NAME = savefile, default bgd_<first source region stem>):
   NAME.xcm          XSPEC state: background and source spectra, background
                     parameters free (load with @NAME.xcm)
   NAME.json         the same state, machine-readable, with the predicted
-                    background counts per source spectrum
+                    background counts per source spectrum and band and
+                    their 1-sigma errors from the fit covariance (exact:
+                    the prediction is linear in the fitted norms; from the
+                    per-parameter errors without correlations when FIT
+                    has no covariance, NaN/null for an XCM without errors)
   NAME_sherpa.py    the same state in Sherpa
   NAME_bkg.pha      predicted background counts per channel of the source
                     spectrum (one source; else NAME_<region stem>_bkg.pha),
                     OGIP type I with the source's EXPOSURE and BACKSCAL:
-                    usable as BACKFILE in XSPEC, Sherpa or any fitter
+                    usable as BACKFILE in XSPEC, Sherpa or any fitter;
+                    header BKGTOTAL, BKGCERR, BKGFERR: total predicted
+                    counts and their 1-sigma error (counts, fractional)
   NAME_bkg_NNN.pha  --realisations N Poisson realisations of it
   NAME_apbgd<n>.arf aperture-background ARF of spectrum n (a source spectrum)
   NAME.png          source spectra with the predicted background and its
@@ -80,6 +86,8 @@ def run(args):
     for name in result["files"]:
         log.info("wrote %s", name)
     for s in result["sources"]:
-        log.info("%s: predicted background %.1f counts (3-79 keV %.1f)", s["file"], s["total"],
-                 s["bands"].get("3-79", float("nan")))
+        bands = ", ".join(f"{b} keV {v:.1f} +- {s['band_errors'].get(b, float('nan')):.1f}"
+                          for b, v in s["bands"].items())
+        log.info("%s: predicted background %.1f +- %.1f counts (1-sigma from the fit, %s); %s", s["file"],
+                 s["total"], s["total_error"], s["error_kind"], bands)
     return 0
