@@ -197,7 +197,14 @@ def pulls(tmp_path_factory):
                 n = float(counts[m][first:last + 1].sum())
                 mu = res["sources"][k]["bands"][f"{lo:g}-{hi:g}"]
                 assert mu == pytest.approx(base_pred[k][b], rel=1e-9)
-                var_fit = float(jac[k, b] @ cov @ jac[k, b])
+                # the library's exact-Jacobian error agrees with this test's finite differences;
+                # they differ by ~3e-5 relative here (~3e-8 in the small unit case of
+                # test_prediction_errors.py), a gap not yet explained, hence rel=1e-3
+                var_fd = float(jac[k, b] @ cov @ jac[k, b])
+                sigma_lib = res["sources"][k]["band_errors"][f"{lo:g}-{hi:g}"]
+                assert res["sources"][k]["error_kind"] == "covariance"
+                assert sigma_lib == pytest.approx(var_fd ** 0.5, rel=1e-3)
+                var_fit = sigma_lib ** 2
                 rows.append({"seed": seed, "module": m, "band": f"{lo:g}-{hi:g}", "observed": n, "predicted": mu,
                              "sigma_fit": var_fit ** 0.5, "pull": (n - mu) / np.sqrt(mu + var_fit),
                              "pull_poisson_only": (n - mu) / np.sqrt(mu)})
