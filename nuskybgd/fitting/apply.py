@@ -30,8 +30,9 @@ import numpy as np
 
 from ..errors import NuskybgdError
 from .model import (BACKGROUND_SOURCES, FCXB_FACTOR, FitState, SpectrumEntry,
-                    build_background_state, norm_template_key)
-from .uncertainty import fit_covariance, prediction_jacobian, prediction_sigma, source_fcxb_coefficients
+                    build_background_state)
+from .uncertainty import (fit_covariance, norm_components, prediction_jacobian, prediction_sigma,
+                          source_fcxb_coefficients)
 
 __all__ = [
     "SourceSpectrum", "fcxb_surface_brightness", "source_fcxb_norm", "add_source_spectra",
@@ -286,18 +287,9 @@ def group_component_counts(state, group, templates):
         ``fcxb``, ``intn``), counts per channel.
     """
     out = {}
-    for src in state.sources:
-        if src.name not in _BG_NAMES:
-            continue
-        labels = src.labels
-        for ipar, (pname, comp) in enumerate(zip(src.par_names, src.par_components), start=1):
-            if pname.lower() != "norm":
-                continue
-            key = norm_template_key(src.name, labels, comp)
-            if key not in templates:
-                raise NuskybgdError(f"no response template for component {key}")
-            root, j, f = state.resolve(src, src.index(group, ipar))
-            out[key] = f * root.params[j].value * np.asarray(templates[key], float)
+    for src, ipar, key, t in norm_components(state, templates):
+        root, j, f = state.resolve(src, src.index(group, ipar))
+        out[key] = f * root.params[j].value * t
     return out
 
 
@@ -769,7 +761,6 @@ def compute_images(setup, emin, emax, presets=None, cache=None, caldb=None):
 
 def _rebase(name, from_dir, to_dir):
     """A file name relative to ``from_dir`` rewritten relative to ``to_dir``."""
-    import os
     q = Path(name)
     if q.is_absolute():
         return str(q)
@@ -913,7 +904,6 @@ def run_spec(bgdinfo, fit, regfiles, phafiles, savefile=None, fcxb="fitted", rea
         BKGERRTY; POISSERR and SYS_ERR are write_pha's defaults.
     """
     import json
-    import os
 
     from ..auxil import auxil_path, load_ratios
     from ..io.ogip import write_pha

@@ -158,6 +158,46 @@ def source_fcxb_coefficients(state, modules, areas, module, src_area, mode="fitt
     return coeffs, 0.0
 
 
+def norm_components(state, templates):
+    """Norm-carrying components of the four background sources, with templates.
+
+    Parameters
+    ----------
+    state : FitState
+        The parameter table.
+    templates : dict of str -> ndarray
+        Counts per channel per unit norm, keyed like
+        :func:`nuskybgd.fitting.model.norm_template_key`.
+
+    Yields
+    ------
+    src : Source
+        Background source (apbgd, intbgd, fcxb or intn).
+    ipar : int
+        1-based parameter number of the norm within one data group.
+    key : str
+        Template key (``apbgd``, ``intbgd.apec``, ``intbgd.lorentz_3``, ...).
+    template : ndarray
+        The template, as float64 counts per channel.
+
+    Raises
+    ------
+    NuskybgdError
+        When a component has no template.
+    """
+    for src in state.sources:
+        if src.name not in _BG_NAMES:
+            continue
+        labels = src.labels
+        for ipar, (pname, comp) in enumerate(zip(src.par_names, src.par_components), start=1):
+            if pname.lower() != "norm":
+                continue
+            key = norm_template_key(src.name, labels, comp)
+            if key not in templates:
+                raise NuskybgdError(f"no response template for component {key}")
+            yield src, ipar, key, np.asarray(templates[key], float)
+
+
 def prediction_jacobian(state, group, templates, selections, params, fcxb=None):
     """Exact Jacobian of a group's predicted counts in channel selections.
 
@@ -206,26 +246,16 @@ def prediction_jacobian(state, group, templates, selections, params, fcxb=None):
         else:
             const[:] += coef * root_param.value * tsum
 
-    for src in state.sources:
-        if src.name not in _BG_NAMES:
+    for src, ipar, key, t in norm_components(state, templates):
+        tsum = np.array([float(np.sum(t[sel])) for sel in selections])
+        if src.name == "fcxb" and fcxb is not None:
+            coeffs, offset = fcxb
+            const[:] += offset * tsum
+            for (name, j), coef in coeffs.items():
+                add((name, j), state.source(name).params[j], coef, tsum)
             continue
-        labels = src.labels
-        for ipar, (pname, comp) in enumerate(zip(src.par_names, src.par_components), start=1):
-            if pname.lower() != "norm":
-                continue
-            key = norm_template_key(src.name, labels, comp)
-            if key not in templates:
-                raise NuskybgdError(f"no response template for component {key}")
-            t = np.asarray(templates[key], float)
-            tsum = np.array([float(np.sum(t[sel])) for sel in selections])
-            if src.name == "fcxb" and fcxb is not None:
-                coeffs, offset = fcxb
-                const[:] += offset * tsum
-                for (name, j), coef in coeffs.items():
-                    add((name, j), state.source(name).params[j], coef, tsum)
-                continue
-            root, j, f = state.resolve(src, src.index(group, ipar))
-            add((root.name, j), root.params[j], f, tsum)
+        root, j, f = state.resolve(src, src.index(group, ipar))
+        add((root.name, j), root.params[j], f, tsum)
     return J, const, missing
 
 

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 from scipy import ndimage
 

@@ -1,7 +1,5 @@
 """``nuskybgd atomdb download``: fill the AtomDB cache used by the apec model."""
 
-from ..errors import NuskybgdError
-
 SUMMARY = "download AtomDB apec files (sha256-verified) into the user cache"
 DESCRIPTION = """Download AtomDB's apec continuum and line files, verify their sha256 sums
 (as registered for AtomDB 3.1.2, 3.1.3 and 3.0.9) and store them in the
