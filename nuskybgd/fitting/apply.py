@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import NuskybgdError
-from .model import (BACKGROUND_SOURCES, FCXB_FACTOR, FitState, SpectrumEntry,
+from .model import (BACKGROUND_SOURCES, FitState, SpectrumEntry,
                     build_background_state)
 from .uncertainty import (fit_covariance, norm_components, prediction_jacobian, prediction_sigma,
                           source_fcxb_coefficients)
@@ -113,19 +113,6 @@ def fcxb_surface_brightness(norms, areas):
     return float(np.sum(norms)) / a
 
 
-def _module_fcxb(state, modules, areas, module):
-    """Fitted fcxb norms and areas of one module's background spectra."""
-    src = state.source("fcxb")
-    norms, ar = [], []
-    for i, m in enumerate(modules):
-        if m != module:
-            continue
-        root, j, f = state.resolve(src, src.index(i + 1, 3))
-        norms.append(f * root.params[j].value)
-        ar.append(float(np.sum(areas[i])))
-    return np.array(norms), np.array(ar)
-
-
 def source_fcxb_norm(state, modules, areas, module, src_area, mode="fitted"):
     """fCXB norm of a source region.
 
@@ -150,14 +137,9 @@ def source_fcxb_norm(state, modules, areas, module, src_area, mode="fitted"):
     -------
     float
     """
-    if mode == "preset":
-        return FCXB_FACTOR * float(src_area)
-    if mode != "fitted":
-        raise NuskybgdError(f"--fcxb {mode!r}: expected 'fitted' or 'preset'")
-    norms, ar = _module_fcxb(state, modules, areas, module)
-    if norms.size == 0:
-        raise NuskybgdError(f"no background spectrum of module {module} to take the fCXB from")
-    return fcxb_surface_brightness(norms, ar) * float(src_area)
+    # one rule for the value and its error: the norm is linear in the fitted roots
+    coeffs, offset = source_fcxb_coefficients(state, modules, areas, module, src_area, mode)
+    return offset + sum(c * state.source(name).params[j].value for (name, j), c in coeffs.items())
 
 
 def add_source_spectra(fit_state, bg_modules, bg_weights, sources, presets, fix_line_ratios=False,
