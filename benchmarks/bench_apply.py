@@ -16,10 +16,10 @@ The two intbgd/intn images agree to 1e-12 (checked here). Figures go to
 """
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
+from _common import best_of
 
 from nuskybgd.sky.bgimage import fcxb_module_image, fcxb_region_image, module_images
 
@@ -29,12 +29,7 @@ N_COMP = 30
 
 
 def _best(fn, repeat=5):
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
+    return best_of(fn, repeat)
 
 
 def field(rng):

@@ -17,10 +17,10 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from _common import best_of
 
 HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("NUSKYBGD_SHARED", HERE.parents[1] / "shared"))
@@ -32,12 +32,7 @@ N_EVENTS = 1_000_000
 
 
 def _best(fn, repeat=3):
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
+    return best_of(fn, repeat)
 
 
 def big_event_file(obs, path, n, rng):
@@ -91,7 +86,6 @@ def reference_selection(x, y, regfile, wcs):
 
 
 def main():
-    from astropy.io import fits
 
     from nuskybgd.extract import events_in_mask, extract_spectrum, pha_counts
     from nuskybgd.io.events import read_events, sky_wcs

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import best_of
 
 HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("NUSKYBGD_SHARED", HERE.parents[1] / "shared"))
@@ -42,12 +43,7 @@ N_SPECTRA = 12
 
 
 def _best(fn, repeat=5):
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
+    return best_of(fn, repeat)
 
 
 def main():
