@@ -12,6 +12,7 @@ atomic and keep existing files unless ``clobber``.
 """
 
 import logging
+import os
 import re
 import weakref
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import NuskybgdError
+from . import rmfcache
 from .events import module_from_header
 from .fitsfile import find_hdu, open_fits
 from .output import write_fits
@@ -29,6 +31,8 @@ __all__ = [
     "read_pha", "read_rmf", "read_arf", "rmf_matrix", "write_pha", "write_rmf",
     "write_arf", "spectrum_module", "compress_matrix", "standard_energy_grid",
 ]
+
+log = logging.getLogger("nuskybgd")
 
 _RESPONSE_KEYS = ("RESPFILE", "ANCRFILE", "BACKFILE", "CORRFILE")
 
@@ -120,24 +124,51 @@ def read_pha(path, responses=False):
     return pha
 
 
-def read_rmf(path):
+def read_rmf(path, cache=None):
     """Read an RMF (MATRIX or SPECRESP MATRIX extension plus EBOUNDS).
 
     Parameters
     ----------
     path : str or os.PathLike
         RMF file, plain or gzip.
+    cache : bool, optional
+        Use the verified on-disk cache (:mod:`nuskybgd.io.rmfcache`). None
+        (default): yes for files of at least
+        :data:`~nuskybgd.io.rmfcache.MIN_CACHED_BYTES` unless
+        ``NUSKYBGD_RMF_CACHE=0``; True: for any size; False: never.
 
     Returns
     -------
     sherpa.astro.data.DataRMF
         Energy grid ``energ_lo``/``energ_hi`` (keV), channel bounds
         ``e_min``/``e_max`` (keV), compressed matrix; see :func:`rmf_matrix`
-        for the dense form.
+        for the dense form. A cached RMF has the same energies, channels,
+        header and response, with exact zeros dropped from the groups.
     """
+    path = str(path)
+    digest = None
+    if cache is None:
+        try:
+            cache = rmfcache.cache_enabled() and os.stat(path).st_size >= rmfcache.MIN_CACHED_BYTES
+        except OSError:
+            cache = False  # open_fits below names the problem
+    if cache:
+        try:
+            digest = rmfcache.file_sha256(path)
+        except OSError:
+            digest = None
+    if digest is not None:
+        hit = rmfcache.load_entry(rmfcache.rmf_cache_dir(), digest)
+        if hit is not None:
+            from sherpa.astro.data import DataRMF
+
+            rmf = DataRMF(path, hit["detchans"], hit["energ_lo"], hit["energ_hi"], hit["n_grp"], hit["f_chan"],
+                          hit["n_chan"], hit["matrix"], offset=hit["offset"], e_min=hit.get("e_min"),
+                          e_max=hit.get("e_max"), header=hit["header"], ethresh=hit["ethresh"])
+            log.debug("%s: RMF read from the cache (sha256 %s)", path, digest[:12])
+            return rmf
     from sherpa.astro import io as sio
 
-    path = str(path)
     with open_fits(path, "RMF") as hdul:
         try:
             with _quiet_sherpa():
@@ -145,6 +176,12 @@ def read_rmf(path):
         except Exception as exc:
             raise _sherpa_error(path, "RMF", exc) from None
     rmf.name = path
+    if digest is not None:
+        try:
+            where = rmfcache.store_entry(rmfcache.rmf_cache_dir(), digest, rmf)
+            log.debug("%s: RMF stored in the cache (%s)", path, where)
+        except (OSError, ValueError) as exc:
+            log.debug("%s: RMF not cached (%s)", path, exc)
     return rmf
 
 
