@@ -47,6 +47,7 @@ TVIGNET  vignetting; GRPPSF PSF list; APERTURE aperture stop      no
 """
 
 import datetime as _dt
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -61,8 +62,10 @@ from .io.output import write_fits
 
 __all__ = [
     "INDEX_RELPATH", "CIF_COLUMNS", "CaldbFile", "Caldb", "write_caldb_index",
-    "index_entries_for_file", "parse_date",
+    "index_entries_for_file", "folder_index", "parse_date",
 ]
+
+log = logging.getLogger("nuskybgd")
 
 #: Location of the NuSTAR FPM index inside ``$CALDB``.
 INDEX_RELPATH = Path("data") / "nustar" / "fpm" / "caldb.indx"
@@ -228,13 +231,18 @@ class Caldb:
     Parameters
     ----------
     root : str or os.PathLike, optional
-        The CALDB root (the folder holding ``data/``); defaults to ``$CALDB``.
+        The CALDB root (the folder holding ``data/``); defaults to
+        ``$CALDB``. A folder without ``data/nustar/fpm/caldb.indx`` is taken
+        as a plain folder of CALDB files: the index is built in memory from
+        the files' CALDB keywords (:func:`folder_index`, like ``udcif``),
+        which is logged; ``in_memory`` is then True and ``index_path`` is
+        the folder.
 
     Raises
     ------
     NuskybgdError
-        When ``root`` is not given and ``$CALDB`` is unset, or the index
-        ``root/data/nustar/fpm/caldb.indx`` is missing or unreadable.
+        When ``root`` is not given and ``$CALDB`` is unset, the index is
+        unreadable, or a folder without index holds no CALDB file.
     """
 
     def __init__(self, root=None):
@@ -242,14 +250,21 @@ class Caldb:
             root = os.environ.get("CALDB")
             if not root:
                 raise NuskybgdError(
-                    "$CALDB is not set: point it at a CALDB holding data/nustar/fpm/caldb.indx "
-                    "(or run 'nuskybgd simulate' to make a synthetic one)")
+                    "$CALDB is not set: point it at a CALDB holding data/nustar/fpm/caldb.indx or at a folder "
+                    "of NuSTAR CALDB files (or run 'nuskybgd simulate' to make a synthetic one)")
         self.root = Path(root).absolute()
         self.index_path = self.root / INDEX_RELPATH
+        #: True when the index was built in memory from a plain folder of files.
+        self.in_memory = False
         if not self.index_path.is_file():
-            raise NuskybgdError(
-                f"{self.index_path}: NuSTAR CALDB index not found ($CALDB = {self.root}); "
-                "install the NuSTAR CALDB there or set $CALDB")
+            if not self.root.is_dir():
+                raise NuskybgdError(
+                    f"{self.index_path}: NuSTAR CALDB index not found and {self.root} is not a folder "
+                    "($CALDB or caldb=); install the NuSTAR CALDB there or set $CALDB")
+            self.entries = [dict(r, _row=i) for i, r in enumerate(folder_index(self.root))]
+            self.index_path = self.root
+            self.in_memory = True
+            return
         with open_fits(self.index_path, "CALDB index") as hdul:
             hdu = None
             for h in hdul[1:]:
@@ -573,4 +588,76 @@ def index_entries_for_file(root, path, cal_date=None):
             rows.append(row)
     if not rows:
         raise NuskybgdError(f"{path}: no CALDB keywords (CCNM0001) in any extension")
+    return rows
+
+
+_FOLDER_INDEX = {}
+
+
+def folder_index(root):
+    """Index rows of a folder of CALDB files that has no ``caldb.indx``.
+
+    Every regular file below ``root`` (hidden files and folders skipped) is
+    opened, and each HDU carrying ``CCNM0001`` becomes one row, as HEASARC's
+    ``udcif`` would write it (:func:`index_entries_for_file`). Files that are
+    not FITS, or carry no CALDB keywords, are skipped. The result is kept
+    per process, keyed by the files' names, sizes and modification times.
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        The folder (e.g. a download of a few NuSTAR CALDB files).
+
+    Returns
+    -------
+    list of dict
+        Index rows (CIF columns; CAL_DIR relative to ``root``), with the
+        defaults of :func:`write_caldb_index` for the columns the headers do
+        not give.
+
+    Raises
+    ------
+    NuskybgdError
+        When no file in the folder carries CALDB keywords.
+    """
+    root = Path(root).resolve()
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith(".") or name == INDEX_RELPATH.name:
+                continue
+            p = Path(dirpath) / name
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            if p.is_file():
+                files.append((p, st.st_size, st.st_mtime_ns))
+    key = (str(root), tuple((str(p), n, t) for p, n, t in files))
+    hit = _FOLDER_INDEX.get(key)
+    if hit is not None:
+        return [dict(r) for r in hit]
+    rows, used, skipped = [], 0, []
+    for p, _, _ in files:
+        try:
+            found = index_entries_for_file(root, p)
+        except NuskybgdError as exc:
+            skipped.append(p.name)
+            log.debug("CALDB folder %s: skipping %s (%s)", root, p.name, exc)
+            continue
+        used += 1
+        for r in found:
+            r.setdefault("CAL_DATE", "")
+            r.setdefault("CAL_QUAL", 0)
+            r.setdefault("CAL_DEV", "ONLINE")
+            rows.append(r)
+    if not rows:
+        raise NuskybgdError(
+            f"{root}: no NuSTAR CALDB index ({root / INDEX_RELPATH}) and no file with CALDB keywords "
+            f"(CCNM0001) in the folder; set $CALDB to a CALDB or a folder of CALDB files")
+    log.info("CALDB %s has no caldb.indx: index built in memory from the CCNM/CBD/CVSD keywords of %d files "
+             "(%d calibration extensions%s)", root, used, len(rows),
+             f"; {len(skipped)} other files skipped" if skipped else "")
+    _FOLDER_INDEX[key] = [dict(r) for r in rows]
     return rows

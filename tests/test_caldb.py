@@ -1,5 +1,6 @@
 """CALDB index selection rules and the synthetic CALDB."""
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -311,3 +312,48 @@ def test_make_caldb_missing_real_files(tmp_path):
     with pytest.raises(NuskybgdError, match="real CALDB file needed by make_caldb is missing"):
         make_caldb(tmp_path / "c", shared_caldb=tmp_path, progress=False)
     assert not (tmp_path / "c" / INDEX_RELPATH).exists()
+
+
+def test_plain_folder_without_index(shared_caldb, caplog):
+    """A folder of real CALDB files without caldb.indx: index built in memory, and logged."""
+    with caplog.at_level(logging.INFO, logger="nuskybgd"):
+        db = Caldb(shared_caldb)
+    assert db.in_memory and db.index_path == Path(shared_caldb).absolute()
+    assert "no caldb.indx" in caplog.text and "in memory" in caplog.text
+    # 1 ARF + 2 RMF extensions + 4 DETABS + 2 x 4 PIXPOS
+    assert len(db.entries) == 15
+    pix = db.query("PIXPOS", "FPMB", "DET2", date="2020-05-01")
+    assert pix.path.name == "nuBpixpos20100101v007.fits.gz" and pix.extno == 3
+    det = db.query("DETABS", "A", 1)
+    assert det.path.name == "nuAdetabs20100101v002.fits" and det.extno == 2
+    assert db.query("SPECRESP", "FPMA").path.name == "nuA20100101v006.arf"
+    assert db.rmf("FPMA", 3).name == "nuAdet3_20100101v002.rmf.gz"  # no GRPRMF: MATRIX
+    with pytest.raises(NuskybgdError, match="no CALDB file for CAL_CNAM=DETABS INSTRUME=FPMB"):
+        db.query("DETABS", "FPMB", 0)
+    with pytest.raises(NuskybgdError, match="valid-from"):
+        db.query("PIXPOS", "FPMA", 0, date="2009-01-01")
+
+
+def test_plain_folder_from_environment(shared_caldb, monkeypatch):
+    monkeypatch.setenv("CALDB", str(shared_caldb))
+    assert Caldb().query("PIXPOS", "A", 0).extno == 1
+
+
+def test_plain_folder_in_subfolders_and_junk_skipped(tmp_path, shared_caldb):
+    sub = tmp_path / "bcf" / "detabs"
+    sub.mkdir(parents=True)
+    (sub / "detabs.fits").write_bytes((shared_caldb / "nuAdetabs20100101v002.fits").read_bytes())
+    (tmp_path / "notes.txt").write_text("not FITS")
+    fits.PrimaryHDU().writeto(tmp_path / "plain.fits")  # FITS without CALDB keywords
+    db = Caldb(tmp_path)
+    hit = db.query("DETABS", "FPMA", "DET3")
+    assert hit.path == (sub / "detabs.fits").resolve() and hit.extno == 4
+    assert hit.entry["CAL_DIR"] == "bcf/detabs"
+
+
+def test_folder_without_calibration_files(tmp_path):
+    (tmp_path / "notes.txt").write_text("not FITS")
+    with pytest.raises(NuskybgdError, match="no file with CALDB keywords"):
+        Caldb(tmp_path)
+    with pytest.raises(NuskybgdError, match="is not a folder"):
+        Caldb(tmp_path / "missing")
