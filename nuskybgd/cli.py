@@ -9,18 +9,23 @@ from the original tool's ``key=value`` names to option strings).
 For drop-in use every task also accepts the original's ``key=value``
 arguments (``savefile=bgd`` becomes ``--savefile bgd``) and the ``!name``
 prefix, which means "overwrite" (same as ``--clobber``).
+
+Start-up: task modules are imported lazily. ``nuskybgd --help`` imports no
+task at all (the one-line summaries are :data:`SUMMARIES`), and ``nuskybgd
+TASK ...`` imports only that task, so numpy, astropy, Sherpa and numba are
+loaded only by the tasks that use them. This module must therefore import
+nothing heavier than the standard library.
 """
 
 import argparse
 import importlib
-import logging
 import re
 import sys
 
 from . import __version__
 from .errors import NuskybgdError
 
-__all__ = ["TASKS", "main", "build_parser", "translate_legacy"]
+__all__ = ["SUMMARIES", "TASKS", "build_parser", "main", "translate_legacy"]
 
 #: Task names in the order shown by ``nuskybgd --help``.
 TASKS = (
@@ -28,7 +33,9 @@ TASKS = (
     "fit", "spec", "simplify", "image", "absrmf", "demo", "atomdb",
 )
 
-_PLANNED = {
+#: One-line summary of every task (``nuskybgd --help``), kept here so that the
+#: top-level help imports no task module; a task's own ``SUMMARY`` must equal it.
+SUMMARIES = {
     "simulate": "make a synthetic NuSTARDAS-layout observation with its CALDB",
     "mkimgs": "counts image of an event file in an energy band",
     "aspecthist": "aspect histogram from the DET1 reference-point file",
@@ -41,7 +48,7 @@ _PLANNED = {
     "image": "background model images in an energy band",
     "absrmf": "RMFs with detector absorption, one per detector",
     "demo": "run the whole chain on a simulated observation",
-    "atomdb": "download AtomDB apec files into the user cache",
+    "atomdb": "download AtomDB apec files (sha256-verified) into the user cache",
 }
 
 _LEGACY_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
@@ -62,15 +69,23 @@ def _not_implemented(name):
     return run
 
 
-def build_parser():
+def build_parser(tasks=None):
     """Build the argument parser with one subcommand per task.
+
+    Parameters
+    ----------
+    tasks : iterable of str, optional
+        Tasks whose modules are imported and whose options are added (None:
+        every task). The others get a placeholder subparser that carries only
+        their summary, enough for ``nuskybgd --help``.
 
     Returns
     -------
     argparse.ArgumentParser
-        The top-level parser; each subparser carries ``_task_run`` and
+        The top-level parser; each loaded subparser carries ``_task_run`` and
         ``_task_legacy`` defaults.
     """
+    load = set(TASKS if tasks is None else tasks)
     parser = argparse.ArgumentParser(
         prog="nuskybgd",
         description="NuSTAR background modelling without HEASoft or XSPEC.",
@@ -84,8 +99,11 @@ def build_parser():
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="task", metavar="TASK")
     for name in TASKS:
+        summary = SUMMARIES[name]
+        if name not in load:
+            sub.add_parser(name, help=summary, description=summary)
+            continue
         mod = _load_task(name)
-        summary = getattr(mod, "SUMMARY", None) or _PLANNED[name]
         if mod is None:
             summary += " (not implemented yet)"
         p = sub.add_parser(name, help=summary, description=getattr(mod, "DESCRIPTION", summary),
@@ -199,9 +217,9 @@ def main(argv=None):
         Exit code: 0 on success, 2 for input errors, 1 for internal errors.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    # Split global options from the task and its arguments.
+    # Split global options from the task and its arguments; load only that task.
     task_idx = next((i for i, a in enumerate(argv) if a in TASKS), None)
+    parser = build_parser(() if task_idx is None else (argv[task_idx],))
     debug = "--debug" in argv[: task_idx if task_idx is not None else len(argv)]
     try:
         if task_idx is not None:
@@ -213,6 +231,8 @@ def main(argv=None):
         if args.task is None:
             parser.print_help(sys.stderr)
             return 2
+        import logging  # here, not at the top: 10-15 ms of `nuskybgd --help` (python -X importtime)
+
         logging.basicConfig(level=getattr(logging, args.log_level), format="nuskybgd: %(message)s",
                             stream=sys.stderr)
         rc = args._task_run(args)

@@ -59,3 +59,50 @@ def test_top_level_help_lists_tasks(capsys):
 
 def test_no_task_is_an_error():
     assert cli.main([]) == 2
+
+
+def test_summaries_match_task_modules():
+    """The top-level help's summaries (cli.SUMMARIES) are each task's SUMMARY."""
+    import importlib
+
+    assert set(cli.SUMMARIES) == set(cli.TASKS)
+    for task in cli.TASKS:
+        mod = importlib.import_module(f"nuskybgd.tasks.{task}")
+        assert getattr(mod, "SUMMARY", cli.SUMMARIES[task]) == cli.SUMMARIES[task], task
+
+
+_PROBE = """
+import sys
+from nuskybgd import cli
+try:
+    cli.main({argv!r})
+except SystemExit:
+    pass
+heavy = sorted(m for m in ("numpy", "scipy", "astropy", "sherpa", "numba", "matplotlib") if m in sys.modules)
+tasks = sorted(m for m in sys.modules if m.startswith("nuskybgd.tasks."))
+print(repr((heavy, tasks)), file=sys.stderr)
+"""
+
+
+def _loaded_after(argv):
+    import ast
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, PYTHONPATH=str(Path(cli.__file__).resolve().parents[1]))
+    res = subprocess.run([sys.executable, "-c", _PROBE.format(argv=argv)], capture_output=True, text=True,
+                         env=env, timeout=120)
+    return ast.literal_eval(res.stderr.strip().splitlines()[-1])
+
+
+def test_top_level_help_imports_no_task_and_no_heavy_package():
+    heavy, tasks = _loaded_after(["--help"])
+    assert heavy == [] and tasks == []
+
+
+def test_task_help_imports_only_that_task():
+    heavy, tasks = _loaded_after(["projbgd", "--help"])
+    assert tasks == ["nuskybgd.tasks.projbgd"]
+    assert "sherpa" not in heavy and "numba" not in heavy and "matplotlib" not in heavy
