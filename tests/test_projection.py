@@ -210,3 +210,10 @@ def test_real_projection_sums(real_case):
     assert proj.aperture.sum() == pytest.approx(rap.sum(), rel=1e-9)
     for d in (1, 2, 3, 4):
         assert proj.detectors[d - 1].sum() == pytest.approx(rdets[d].sum(), rel=1e-9)
+
+
+@pytest.mark.parametrize("sy, sx", [(0.0, 0.0), (2.3, -7.6), (-0.25, 0.5), (13.0, -4.0), (-590.7, 1201.2)])
+def test_wrapped_bilinear_shift_equals_ndimage(sy, sx):
+    img = np.random.default_rng(5).random((40, 57))
+    want = ndimage.shift(img, (sy, sx), order=1, mode="grid-wrap", prefilter=False)
+    np.testing.assert_allclose(P.wrapped_bilinear_shift(img, sy, sx), want, rtol=1e-12, atol=1e-15)
