@@ -1,0 +1,148 @@
+"""Benchmark: start-up of the command line and the RMF cache.
+
+Figures (medians of ``--runs`` runs, default 9; written to
+``benchmarks/results/startup.json``):
+
+- ``help``: wall time of the whole process ``python -m nuskybgd --help``;
+- ``projbgd``: wall time of the whole process ``python -m nuskybgd projbgd``
+  on the real aspect track of observation 80415201001 (module A, 4
+  detectors, 5 output files), numba cache warm (one warm-up run first);
+- ``python``: ``python -c pass``, the interpreter's own floor on this machine;
+- ``rmf_direct``: ``read_rmf(real RMF, cache=False)`` (the only path before
+  the cache), in this process, Sherpa already imported;
+- ``rmf_first``: the first read with an empty cache (read + store);
+- ``rmf_cached``: later reads (hash the file, load and verify the entry).
+
+``--baseline DIR`` also times ``--help`` and ``projbgd`` with the code in DIR
+(e.g. ``git archive <commit> | tar -x -C DIR``) and reports the ratios.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SHARED = Path(os.environ.get("NUSKYBGD_SHARED", REPO.parent / "shared")).resolve()
+OBS = SHARED / "real" / "obs_80415201001"
+RMF = SHARED / "caldb" / "nustar" / "nuAdet3_20100101v002.rmf.gz"
+
+
+def wall(cmd, env, runs, warmup=1, cwd=None):
+    """Median wall time (s) of a command, after ``warmup`` untimed runs.
+
+    Run from ``cwd`` (not the repository: ``python -m`` puts the current
+    folder first on sys.path, which would shadow PYTHONPATH)."""
+    times = []
+    for i in range(warmup + runs):
+        t0 = time.perf_counter()
+        res = subprocess.run(cmd, env=env, cwd=cwd or tempfile.gettempdir(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        dt = time.perf_counter() - t0
+        if res.returncode != 0:
+            raise RuntimeError(f"{' '.join(map(str, cmd))} failed: {res.stderr.strip()[-400:]}")
+        if i >= warmup:
+            times.append(dt)
+    return {"median_s": statistics.median(times), "runs_s": times}
+
+
+def projbgd_inputs(folder):
+    """Aspect histogram and instrument map of the real observation (module A)."""
+    import numpy as np
+    from astropy.io import fits
+
+    from nuskybgd.io.events import read_det1_refpoint, read_gti
+    from nuskybgd.io.skyfiles import read_pixpos
+    from nuskybgd.sky.aspect import aspect_histogram, write_aspect_histogram
+    from nuskybgd.sky.instrmap import instrument_map, pixel_map
+
+    t, x, y, h = read_det1_refpoint(OBS / "nu80415201001A_det1.fits")
+    hist = aspect_histogram(t, x, y, *read_gti(OBS / "nu80415201001A06_gti.fits"), header=h)
+    write_aspect_histogram(hist, folder / "asp.fits")
+    pm = pixel_map(read_pixpos(SHARED / "caldb" / "nustar" / "nuApixpos20100101v007.fits.gz"))
+    hdu = fits.PrimaryHDU(instrument_map(np.ones((360, 360)), pm))
+    hdu.header["EXTNAME"] = "INSTRMAP"
+    hdu.writeto(folder / "chip.fits")
+    return OBS / "nu80415201001A06_chu2_S_cl_grade0_sk.img.gz", folder / "asp.fits", folder / "chip.fits"
+
+
+def cli_figures(code_dir, inputs, folder, runs):
+    env = dict(os.environ, PYTHONPATH=str(code_dir), NUSKYBGD_AUXIL=str(SHARED / "nuskybgd-auxil"))
+    py = sys.executable
+    refimg, asp, chip = inputs
+    out = {"help": wall([py, "-m", "nuskybgd", "--help"], env, runs)}
+    argv = [py, "-m", "nuskybgd", "--log-level", "WARNING", "projbgd", f"refimg={refimg}",
+            f"out={folder / 'bgdap.fits'}", "mod=A", "det=1234", f"chipmap={chip}", f"aspect={asp}",
+            "--outdir", str(folder), "--clobber"]
+    out["projbgd"] = wall(argv, env, runs)
+    return out
+
+
+def rmf_figures(runs):
+    from nuskybgd.io.ogip import read_rmf
+
+    read_rmf(RMF, cache=False)  # imports and page cache
+    direct, first, cached = [], [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        read_rmf(RMF, cache=False)
+        direct.append(time.perf_counter() - t0)
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as d:
+            os.environ["NUSKYBGD_CACHE"] = d
+            t0 = time.perf_counter()
+            read_rmf(RMF, cache=True)
+            first.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            read_rmf(RMF, cache=True)
+            cached.append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in (("direct", direct), ("first", first), ("cached", cached))}
+    return {"rmf_direct": {"median_s": med["direct"], "runs_s": direct},
+            "rmf_first": {"median_s": med["first"], "runs_s": first},
+            "rmf_cached": {"median_s": med["cached"], "runs_s": cached},
+            "rmf_speedup_cached_vs_direct": med["direct"] / med["cached"]}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=9)
+    ap.add_argument("--baseline", type=Path, default=None, help="folder with the code to compare with")
+    ap.add_argument("--skip-rmf", action="store_true")
+    args = ap.parse_args(argv)
+    res = {"machine_cpus": os.cpu_count(), "runs": args.runs,
+           "load_average": os.getloadavg(), "python": {}}
+    res["python"] = wall([sys.executable, "-c", "pass"], dict(os.environ), args.runs)
+    with tempfile.TemporaryDirectory() as d:
+        folder = Path(d)
+        inputs = projbgd_inputs(folder)
+        res["now"] = cli_figures(REPO, inputs, folder, args.runs)
+        if args.baseline is not None:
+            res["before"] = cli_figures(args.baseline.resolve(), inputs, folder, args.runs)
+            res["ratio_before_over_now"] = {k: res["before"][k]["median_s"] / res["now"][k]["median_s"]
+                                            for k in ("help", "projbgd")}
+    if not args.skip_rmf:
+        res.update(rmf_figures(args.runs))
+    print(f"python -c pass {res['python']['median_s']:.3f} s")
+    for k in ("help", "projbgd"):
+        line = f"{k}: {res['now'][k]['median_s']:.3f} s"
+        if "before" in res:
+            line += f" (before {res['before'][k]['median_s']:.3f} s, x{res['ratio_before_over_now'][k]:.1f})"
+        print(line)
+    if not args.skip_rmf:
+        print(f"RMF direct {res['rmf_direct']['median_s']:.3f} s, first (read + store) "
+              f"{res['rmf_first']['median_s']:.3f} s, cached {res['rmf_cached']['median_s']:.3f} s "
+              f"(x{res['rmf_speedup_cached_vs_direct']:.0f})")
+    out = HERE / "results" / "startup.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
