@@ -273,10 +273,25 @@ def test_template_other_parameters_rejected(template, nustar_grid, kw):
         template.spectrum(lo, hi, p["kt"], p["abundanc"], p["redshift"])
 
 
-def test_template_off_grid_rejected(template):
+def test_template_off_grid_integrated(template):
+    """Bins that are not template bins get the tabulated spectrum integrated onto them."""
     p = template.params
-    with pytest.raises(NuskybgdError, match="not a bin of the apec template"):
-        template.spectrum([3.01], [3.05], p["kt"], p["abundanc"], p["redshift"])
+    lo = template.elo[100:110]
+    hi = template.ehi[100:110]
+    exact = template.values[100:110]
+    # a bin made of two template bins holds their sum; half bins split them evenly
+    two = template.spectrum([lo[0]], [hi[1]], p["kt"], p["abundanc"], p["redshift"])
+    assert two[0] == pytest.approx(exact[0] + exact[1], rel=1e-12)
+    mid = 0.5 * (lo[3] + hi[3])
+    half = template.spectrum([lo[3], mid], [mid, hi[3]], p["kt"], p["abundanc"], p["redshift"])
+    assert half == pytest.approx([0.5 * exact[3]] * 2, rel=1e-12)
+    # a shifted grid (gain 1.01, +0.2 keV) keeps the total inside the template range
+    g_lo, g_hi = template.elo / 1.01 - 0.2, template.ehi / 1.01 - 0.2
+    shifted = template.spectrum(g_lo, g_hi, p["kt"], p["abundanc"], p["redshift"])
+    inside = g_lo >= template.elo[0]
+    assert shifted[inside].sum() == pytest.approx(template.values[template.elo >= g_lo[inside][0]].sum()
+                                                  + 0, rel=2e-2)
+    assert np.all(shifted[g_hi <= template.elo[0]] == 0)
 
 
 def test_template_bad_file(tmp_path):

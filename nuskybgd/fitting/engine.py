@@ -15,8 +15,10 @@ gradient and Hessian converges in a few iterations; bounds (norm >= its
 hard minimum, 0 by default) are handled by the active set of the projection.
 1-sigma errors come from the inverse Hessian (Fisher matrix) at the optimum.
 
-Shape parameters left free are rejected with a clear error: they would need
-a non-linear fit of re-folded components (not supported here).
+Free shape parameters and response gains are fitted by
+:mod:`nuskybgd.fitting.nonlinear` (variable projection: this solver profiles
+the norms out for every trial shape); :class:`LinearModel` accepts them only
+when asked (``allow_shapes=True``).
 """
 
 from __future__ import annotations
@@ -32,8 +34,19 @@ import scipy.linalg
 from ..errors import NuskybgdError
 from .model import norm_template_key
 
-__all__ = ["SpectrumData", "LinearModel", "FitResult", "fit_state", "group_ids",
-           "bin_mask_from_energy", "cstat", "chi2_datavar", "solve", "solve_blocks"]
+__all__ = [
+    "FitResult",
+    "LinearModel",
+    "SpectrumData",
+    "bin_mask_from_energy",
+    "chi2_datavar",
+    "cstat",
+    "fit_state",
+    "group_ids",
+    "solve",
+    "solve_blocks",
+    "stat_parts",
+]
 
 log = logging.getLogger("nuskybgd")
 
@@ -175,23 +188,28 @@ class LinearModel:
         The parameter table (values, free/frozen flags, links).
     spectra : list of SpectrumData
         One per spectrum of the state, in order.
+    allow_shapes : bool
+        Accept free shape parameters (their current values are in the
+        templates; :mod:`nuskybgd.fitting.nonlinear` fits them). By default
+        a free shape parameter is an error.
 
     Attributes
     ----------
     free : list of (Source, int)
-        The free parameters (column order).
+        The free norms (column order).
     columns : list of list of (key, int column or -1, factor)
         Per spectrum, each norm-carrying component: template key, column of
         its free root parameter (-1 for a frozen root), and factor
         (norm = factor * root value).
     """
 
-    def __init__(self, state, spectra):
+    def __init__(self, state, spectra, allow_shapes=False):
         if len(spectra) != len(state.spectra):
             raise NuskybgdError(f"the state has {len(state.spectra)} spectra but {len(spectra)} were loaded")
         self.state = state
         self.spectra = spectra
-        self.free = state.free_parameters()
+        # the linear parameters: free norms (free shapes are fixed here)
+        self.free = [(s, i) for s, i in state.free_parameters() if s.par_names[i % s.npar] == "norm"]
         col = {(s.number, i): k for k, (s, i) in enumerate(self.free)}
         self.columns = []
         for e, sd in zip(state.spectra, spectra):
@@ -205,10 +223,11 @@ class LinearModel:
                     is_norm = src.par_names[ipar - 1] == "norm"
                     key = norm_template_key(src.name, labels, src.par_components[ipar - 1]) if is_norm else None
                     if not is_norm:
-                        if root.params[j].free:
+                        if root.params[j].free and not allow_shapes:
                             raise NuskybgdError(
                                 f"parameter {src.name or ''}:p{idx0 + 1} ({src.par_names[ipar - 1]}) of spectrum "
-                                f"{e.number} is free; only norms may be fitted (freeze it or link it to a frozen value)")
+                                f"{e.number} is free; only norms are linear (fit it with "
+                                "nuskybgd.fitting.nonlinear, e.g. nuskybgd fit --thaw)")
                         continue
                     if key is None:
                         raise NuskybgdError(f"model {src.name or src.number} ({src.expression}) is not part of the "
@@ -327,7 +346,7 @@ class FitResult:
         Newton iterations.
     converged : bool
     at_bound : ndarray of bool
-        Parameters pinned at their lower bound.
+        Parameters pinned at a bound (lower or upper).
     seconds : float
         Wall time of the solve.
     """
@@ -380,8 +399,20 @@ def _matvec(A, x, cols, b, out):
     return out
 
 
-def _stat_parts(name, d, mu):
-    """Value, d stat / d mu, d2 stat / d mu2 per bin."""
+def stat_parts(name, d, mu):
+    """Statistic and its derivatives with respect to the predicted counts.
+
+    Parameters
+    ----------
+    name : {"cstat", "chi"}
+    d, mu : ndarray
+        Observed and predicted counts per bin (mu > 0 for cstat).
+
+    Returns
+    -------
+    (float, ndarray, ndarray)
+        Value, d stat / d mu and d2 stat / d mu2 per bin.
+    """
     if name == "cstat":
         pos = d > 0
         val = mu - d
@@ -394,8 +425,8 @@ def _stat_parts(name, d, mu):
     raise NuskybgdError(f"unknown statistic '{name}' (use cstat or chi)")
 
 
-def solve(A, b, d, theta0, lower=None, statistic="cstat", tol=1e-8, max_iter=200):
-    """Minimise the statistic of mu = A theta + b with theta >= lower.
+def solve(A, b, d, theta0, lower=None, statistic="cstat", tol=1e-8, max_iter=200, upper=None):
+    """Minimise the statistic of mu = A theta + b with lower <= theta <= upper.
 
     Parameters
     ----------
@@ -414,6 +445,8 @@ def solve(A, b, d, theta0, lower=None, statistic="cstat", tol=1e-8, max_iter=200
         Convergence when the statistic changes by less than ``tol`` (absolute)
         and the Newton decrement is below ``tol``.
     max_iter : int
+    upper : ndarray, optional
+        Upper bounds (default none).
 
     Returns
     -------
@@ -426,10 +459,10 @@ def solve(A, b, d, theta0, lower=None, statistic="cstat", tol=1e-8, max_iter=200
     A = np.asarray(A, float)
     p = A.shape[1]
     return solve_blocks([(A, np.arange(p), np.asarray(b, float), np.asarray(d, float))], p, theta0,
-                        lower=lower, statistic=statistic, tol=tol, max_iter=max_iter)
+                        lower=lower, statistic=statistic, tol=tol, max_iter=max_iter, upper=upper)
 
 
-def solve_blocks(blocks, p, theta0, lower=None, statistic="cstat", tol=1e-8, max_iter=200):
+def solve_blocks(blocks, p, theta0, lower=None, statistic="cstat", tol=1e-8, max_iter=200, upper=None):
     """Minimise the statistic of a model made of blocks (one per spectrum).
 
     Parameters
@@ -449,6 +482,8 @@ def solve_blocks(blocks, p, theta0, lower=None, statistic="cstat", tol=1e-8, max
         Convergence when the statistic changes by less than ``tol`` (absolute)
         and the Newton decrement is below ``tol``.
     max_iter : int
+    upper : ndarray, optional
+        Upper bounds (hard maxima; default none).
 
     Returns
     -------
@@ -462,14 +497,17 @@ def solve_blocks(blocks, p, theta0, lower=None, statistic="cstat", tol=1e-8, max
     gradient and Hessian are accumulated block by block (about 12 x 33
     columns instead of 12 x 76). The active set holds parameters at their
     bound whose gradient points outward; the Newton step is taken on the
-    others and projected onto the bounds, with backtracking until the
+    others and projected onto the bounds (lower and upper), with backtracking until the
     statistic decreases and every bin with data keeps mu > 0. Parameters
     that no noticed bin depends on are left at their start value with NaN
     errors.
     """
     t0 = time.perf_counter()
     lower = np.zeros(p) if lower is None else np.asarray(lower, float)
-    theta = np.maximum(np.asarray(theta0, float), lower)
+    upper = np.full(p, np.inf) if upper is None else np.asarray(upper, float)
+    if np.any(upper < lower):
+        raise NuskybgdError("a free parameter has its hard maximum below its hard minimum")
+    theta = np.clip(np.asarray(theta0, float), lower, upper)
     scale = np.where(np.abs(theta) > 0, np.abs(theta), 1.0)
     live = np.zeros(p, bool)
     bl = []
@@ -484,6 +522,8 @@ def solve_blocks(blocks, p, theta0, lower=None, statistic="cstat", tol=1e-8, max
     d_all = np.concatenate([blk[3] for blk in bl]) if bl else np.zeros(0)
     x = theta / scale
     lo = lower / scale
+    hi = upper / scale
+    hi_f = np.where(np.isfinite(hi), hi, 0.0)
 
     def predict(xv):
         return np.concatenate([_matvec(A, xv, cols, b, np.empty(len(b))) for A, cols, b, _ in bl]) \
@@ -503,18 +543,19 @@ def solve_blocks(blocks, p, theta0, lower=None, statistic="cstat", tol=1e-8, max
 
     mu = predict(x)
     if statistic == "cstat" and np.any((mu <= 0) & (d_all > 0)):
-        x = np.where(dead, x, np.maximum(x, lo + 1.0))
+        x = np.where(dead, x, np.clip(np.maximum(x, lo + 1.0), lo, hi))
         mu = predict(x)
         if np.any((mu <= 0) & (d_all > 0)):
             raise NuskybgdError("the model predicts zero counts in bins with data and has no free "
                                 "component there")
-    f, g1, g2 = _stat_parts(statistic, d_all, mu)
+    f, g1, g2 = stat_parts(statistic, d_all, mu)
     history = [f]
     converged = False
     it = 0
     for it in range(1, max_iter + 1):
         grad, H = derivatives(g1, g2)
-        at_lo = (x <= lo + 1e-12 * np.maximum(1.0, np.abs(lo))) & (grad > 0)
+        at_lo = ((x <= lo + 1e-12 * np.maximum(1.0, np.abs(lo))) & (grad > 0)) | \
+            ((x >= hi - 1e-12 * np.maximum(1.0, np.abs(hi_f))) & (grad < 0))
         fr = live & ~at_lo
         step = np.zeros(p)
         if np.any(fr):
@@ -530,12 +571,12 @@ def solve_blocks(blocks, p, theta0, lower=None, statistic="cstat", tol=1e-8, max
         alpha = 1.0
         improved = False
         for _ in range(60):
-            xn = np.maximum(x + alpha * step, lo)
+            xn = np.clip(x + alpha * step, lo, hi)
             mun = predict(xn)
             if statistic == "cstat" and np.any((mun <= 0) & (d_all > 0)):
                 alpha *= 0.5
                 continue
-            fn, g1n, g2n = _stat_parts(statistic, d_all,
+            fn, g1n, g2n = stat_parts(statistic, d_all,
                                        np.where(mun > 0, mun, 1e-300) if statistic == "cstat" else mun)
             if fn <= f - 1e-4 * alpha * max(decrement, 0.0) or fn <= f:
                 improved = True
@@ -557,7 +598,8 @@ def solve_blocks(blocks, p, theta0, lower=None, statistic="cstat", tol=1e-8, max
     # that way, 0.76 over the fits with no norm at a bound
     # (benchmarks/chain_pulls.py).
     grad, H = derivatives(g1, g2)
-    at_lo = (x <= lo + 1e-9 * np.maximum(1.0, np.abs(lo))) & (grad > 0)
+    at_lo = ((x <= lo + 1e-9 * np.maximum(1.0, np.abs(lo))) & (grad > 0)) | \
+        ((x >= hi - 1e-9 * np.maximum(1.0, np.abs(hi_f))) & (grad < 0))
     fr = live
     cov_s = np.zeros((p, p))
     if np.any(fr):
@@ -577,7 +619,7 @@ def solve_blocks(blocks, p, theta0, lower=None, statistic="cstat", tol=1e-8, max
                      statistic_name=statistic, seconds=time.perf_counter() - t0, history=history)
 
 
-def fit_state(state, spectra, statistic=None, fit=True):
+def fit_state(state, spectra, statistic=None, fit=True, allow_shapes=False):
     """Fit the free norms of a state to the spectra and store the results.
 
     Parameters
@@ -590,6 +632,9 @@ def fit_state(state, spectra, statistic=None, fit=True):
         Default: ``state.statistic``.
     fit : bool
         When false, only evaluate the statistic at the current values.
+    allow_shapes : bool
+        Accept free shape parameters (held at their values; the templates
+        must describe them: :mod:`nuskybgd.fitting.nonlinear`).
 
     Returns
     -------
@@ -598,12 +643,12 @@ def fit_state(state, spectra, statistic=None, fit=True):
     statistic = statistic or state.statistic
     if statistic not in ("cstat", "chi"):
         raise NuskybgdError(f"statistic '{statistic}' is not supported (use cstat or chi)")
-    model = LinearModel(state, spectra)
+    model = LinearModel(state, spectra, allow_shapes=allow_shapes)
     A, b, d, _ = model.design()
     theta0 = model.theta()
     if fit:
         res = solve_blocks(model.design_blocks(), model.n_free, theta0, lower=model.lower_bounds(),
-                           statistic=statistic)
+                           upper=model.upper_bounds(), statistic=statistic)
         for (s, i), v, e in zip(model.free, res.theta, res.errors):
             s.params[i].value = float(v)
             s.params[i].error = None if not np.isfinite(e) else float(e)
@@ -619,7 +664,7 @@ def fit_state(state, spectra, statistic=None, fit=True):
         stat = chi2_datavar(d, mu)
     state.statistic = statistic
     state.info["fit"] = {
-        "statistic": statistic, "value": stat, "n_bins": int(len(d)), "n_free": model.n_free,
+        "statistic": statistic, "value": stat, "n_bins": len(d), "n_free": model.n_free,
         "dof": int(len(d) - model.n_free), "fitted": bool(fit),
         "converged": None if res is None else res.converged,
         "iterations": None if res is None else res.n_iter,

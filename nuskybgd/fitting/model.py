@@ -267,6 +267,11 @@ class SpectrumEntry:
         Ignored bin ranges (1-based, inclusive; bins are grouped channels).
     ignore_bad : bool
         ``ignore bad`` applies.
+    gain : list of Param or None
+        XSPEC ``gain`` of every response of this spectrum: ``[slope,
+        offset]`` (offset in keV; see :mod:`nuskybgd.kernels.gain`), free,
+        frozen or linked (``Link("gain", 2 (n - 1) + 1 or 2)`` names slope or
+        offset of spectrum ``n``); ``None`` for the nominal response.
     """
 
     group: int
@@ -276,6 +281,7 @@ class SpectrumEntry:
     arfs: dict = field(default_factory=dict)
     ignore: list = field(default_factory=list)
     ignore_bad: bool = False
+    gain: list | None = None
 
 
 @dataclass
@@ -443,9 +449,15 @@ def build_background_state(spectra, weights, presets, fix_line_ratios=False, fcx
         area-weighted *mean* ``sum_k area_k ifactor_k / sum_k area_k``, which
         does not scale with the region's area (REFERENCE section 10).
     module_area : dict, optional
-        ``{"A": pixels, "B": pixels}``: total detector area of each module
-        on the sky (sum of its four projected detector images). Unless
-        ``original_norms``, every intbgd norm is then
+        ``{"A": [A_0, A_1, A_2, A_3], "B": [...]}``: the sky area of each
+        detector of the module (sum of its projected detector image, sky
+        pixels). Unless ``original_norms``, every intbgd and intn norm is
+        then ``sum_k (area_k / A_k) ifactor_k`` (the default since issue 10):
+        the ifactors are read as the norms of one whole detector, so a
+        region covering detector k entirely gets ``ifactor_k`` (the real
+        stacked whole-detector spectra side with this reading). A single
+        number per module (the module's total area) gives the previous
+        convention: every intbgd norm is
         ``sum_k area_k ifactor_k / module_area``: the ifactors are read as
         the norms of the whole field of view (where this equals the
         original's mean), scaled by the fraction of it inside the region, so
@@ -503,13 +515,34 @@ def build_background_state(spectra, weights, presets, fix_line_ratios=False, fcx
 
     if not original_norms and module_area is not None:
         for m in ref:
-            if not (m in module_area and float(module_area[m]) > 0):
+            if not (m in module_area and float(np.sum(module_area[m])) > 0):
                 raise NuskybgdError(f"module {m}: total detector area on the sky is zero or unknown")
+
+    per_det = {m: np.atleast_1d(np.asarray(module_area[m], float)) for m in ref} \
+        if (module_area is not None and not original_norms) else {}
+    per_det = {m: v for m, v in per_det.items() if v.size == 4}
+
+    def det_sum(i, ifac):
+        a_k = per_det[spectra[i]["module"]]
+        use = a_k > 0
+        return float(np.sum(area[i][use] / a_k[use] * np.asarray(ifac, float)[use]))
 
     def intbgd_norm(i, ifac):
         if original_norms or module_area is None:
             return ifsum(i, ifac) / float(np.sum(area[i]))
-        return ifsum(i, ifac) / float(module_area[spectra[i]["module"]])
+        if spectra[i]["module"] in per_det:
+            return det_sum(i, ifac)
+        return ifsum(i, ifac) / float(np.sum(module_area[spectra[i]["module"]]))
+
+    def link_ratio(i, r, ifac):
+        # norm_i / norm_ref: the section-6 ratio in every convention (spec,
+        # image and the XCM rely on it); only the presets change
+        return ifsum(i, ifac) / ifsum(r, ifac)
+
+    def intn_norm(i, ifac):
+        if spectra[i]["module"] in per_det:
+            return det_sum(i, ifac)
+        return ifsum(i, ifac) / ARCMIN2_PIX
 
     # --- source 2: apbgd (cutoffpl) ---
     src = Source.from_expression(2, "apbgd", "cutoffpl")
@@ -557,7 +590,7 @@ def build_background_state(spectra, weights, presets, fix_line_ratios=False, fcx
                     n5_index, n5_value = len(src.params), norm
         else:
             base = src.index(r + 1, 1)  # 0-based start of the reference group
-            ratio = ifsum(i, pa["ifactors"]) / ifsum(r, pa["ifactors"])
+            ratio = link_ratio(i, r, pa["ifactors"])
             src.params += [_linked(da["kT"], "intbgd", base + 1, 1.0),
                            _linked(da["Abundanc"], "intbgd", base + 2, 1.0),
                            _linked(da["Redshift"], "intbgd", base + 3, 1.0),
@@ -565,7 +598,7 @@ def build_background_state(spectra, weights, presets, fix_line_ratios=False, fcx
             for k, name in enumerate(line_names):
                 pl = intb[name][m]
                 j = base + 5 + 3 * k
-                ratio = ifsum(i, pl["ifactors"]) / ifsum(r, pl["ifactors"])
+                ratio = link_ratio(i, r, pl["ifactors"])
                 src.params += [_linked(dl["LineE"], "intbgd", j, 1.0),
                                _linked(dl["Width"], "intbgd", j + 1, 1.0),
                                _linked(dl["norm"], "intbgd", j + 2, ratio)]
@@ -598,9 +631,9 @@ def build_background_state(spectra, weights, presets, fix_line_ratios=False, fcx
                        _param(db["BreakE"], pb["breake"], frozen=True),
                        _param(db["PhoIndx2"], pb["phoindx2"], frozen=True)]
         if i == r:
-            src.params.append(_param(db["norm"], ifsum(i, pb["ifactors"]) / ARCMIN2_PIX, frozen=False))
+            src.params.append(_param(db["norm"], intn_norm(i, pb["ifactors"]), frozen=False))
         else:
-            ratio = ifsum(i, pb["ifactors"]) / ifsum(r, pb["ifactors"])
+            ratio = link_ratio(i, r, pb["ifactors"])
             src.params.append(_linked(db["norm"], "intn", 4 * r + 4, ratio))
     state.sources.append(src)
 
@@ -611,9 +644,12 @@ def build_background_state(spectra, weights, presets, fix_line_ratios=False, fcx
                               "frac": [float(a) for a in area[i] / np.sum(area[i])]} for i in range(n)]
     state.info["intbgd_norms"] = ("original: reference norm = sum_k area_k ifactor_k / sum_k area_k"
                                   if original_norms or module_area is None else
+                                  "per-detector: norm = sum_k (area_k / A_k) ifactor_k, A_k = detector k's area"
+                                  if per_det else
                                   "area-scaled: norm = sum_k area_k ifactor_k / module detector area")
     if module_area is not None:
-        state.info["module_area"] = {m: float(v) for m, v in module_area.items()}
+        state.info["module_area"] = {m: (float(v) if np.ndim(v) == 0 else [float(x) for x in v])
+                                     for m, v in module_area.items()}
     state.info["fix_line_ratios"] = bool(fix_line_ratios)
     return state
 

@@ -118,8 +118,8 @@ def compute_weights(info, spectra):
     -------
     weights : list of Weights
     module_area : dict
-        Module -> total detector area on the sky (sum of its four projected
-        detector images), sky pixels.
+        Module -> sky area of each of its four detectors (sum of each
+        projected detector image), sky pixels.
 
     Raises
     ------
@@ -150,7 +150,7 @@ def compute_weights(info, spectra):
         mask = region_mask(reg, hdr, shape=ref.shape, header=hdr)
         ap, dets = images(s.module)
         out.append(region_weights(mask, dets, ap, name=f"{reg} (module {s.module})"))
-    module_area = {m: float(sum(np.sum(d) for d in dets)) for m, (ap, dets) in cache.items()}
+    module_area = {m: [float(np.sum(d)) for d in dets] for m, (ap, dets) in cache.items()}
     return out, module_area
 
 

@@ -44,6 +44,7 @@ import numpy as np
 from ..auxil import sha256_file
 from ..errors import NuskybgdError
 from .kernels import check_energy_bins
+from ..kernels.gain import rebin_integrated
 
 __all__ = [
     "HC_KEV_ANGSTROM", "APEC_ELEMENTS", "METALS", "ATOMDB_SHA256", "ATOMDB_URL",
@@ -384,8 +385,11 @@ class TemplateSpectrum:
         Parameters
         ----------
         elo, ehi : array_like
-            Bin edges (keV); every bin must be a bin of the template (to
-            1e-5 keV + 1e-6 E; NuSTAR response grids are stored in float32).
+            Bin edges (keV). Bins of the template (to 1e-5 keV + 1e-6 E;
+            NuSTAR response grids are stored in float32) are looked up;
+            other bins get the template integrated onto them
+            (:func:`nuskybgd.kernels.gain.rebin_integrated`: constant density
+            inside each tabulated bin, zero outside the tabulated range).
         kt, abundanc, redshift : float
             Must equal the template's parameters (relative 1e-5).
 
@@ -407,12 +411,13 @@ class TemplateSpectrum:
         idx = np.searchsorted(self.elo, elo - tol_lo)
         idx = np.clip(idx, 0, self.elo.size - 1)
         ok = (np.abs(self.elo[idx] - elo) <= tol_lo) & (np.abs(self.ehi[idx] - ehi) <= 1e-5 + 1e-6 * np.abs(ehi))
-        if not np.all(ok):
-            i = int(np.nonzero(~ok)[0][0])
-            raise NuskybgdError(
-                f"{self.path}: energy bin {elo[i]:g}-{ehi[i]:g} keV is not a bin of the apec template "
-                f"({self.elo[0]:g}-{self.ehi[-1]:g} keV in {self.elo.size} bins)")
-        return self.values[idx].copy()
+        if np.all(ok):
+            return self.values[idx].copy()
+        # other bins (a shifted response grid under a gain, a coarser grid):
+        # integrate the tabulated spectrum onto them (constant density inside
+        # each tabulated bin; zero outside the template's range; error stated
+        # in nuskybgd.kernels.gain.rebin_integrated)
+        return rebin_integrated(self.elo, self.ehi, self.values, elo, ehi)
 
 
 # --------------------------------------------------------------------------

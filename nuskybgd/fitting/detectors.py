@@ -1,0 +1,339 @@
+"""Whole-detector spectra: the background fit from arrays, with gains and free shapes.
+
+A whole-detector spectrum (one of DET0..DET3 of a module, e.g. the stacked
+Earth-occulted spectra) needs no region, sky image or aspect: its weights are
+the whole detector. :func:`fit_detectors` takes counts, exposures, modules,
+detectors and RMFs (arrays and objects, no files) and returns the fitted
+state; it is what ``nuskybgd fit`` runs for a bgdinfo.json with
+``detectors``, and what ``nuskybgd calibrate`` calls.
+
+Weights of detector k: ``area[k] = DETECTOR_AREA_PIX`` (the detector's 32 x
+32 pixels of 0.6048 mm seen as 160 x 160 DET1 pixels of 0.12096 mm, one sky
+pixel each in projbgd's model), 0 elsewhere, so the intbgd and intn presets
+are ``ifactor_k`` (``sum_k (area_k / A_k) ifactor_k`` with ``A_k`` the
+detector's own area). The aperture weight ``ap`` is 1 for every detector:
+the apbgd norm starts at ``APBGD_FACTOR`` and the apbgd links between
+detectors of a module are 1 (the aperture pattern across the detectors is
+not modelled without sky images).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import NuskybgdError
+from .engine import SpectrumData, bin_mask_from_energy, fit_state, group_ids
+from .model import build_background_state
+from .nonlinear import SpectrumResponse, fit_nonlinear
+from .thaw import (
+    apply_free_detectors,
+    apply_gain,
+    apply_thaw,
+    detector_report,
+    parse_thaw,
+)
+from .weights import Weights
+
+__all__ = [
+    "DETECTOR_AREA_PIX",
+    "DetectorFit",
+    "DetectorSpectrum",
+    "detector_weights",
+    "fit_detectors",
+    "parse_detector",
+    "run_fit",
+    "setup_fit",
+]
+
+log = logging.getLogger("nuskybgd")
+
+#: Sky pixels of one whole detector: (32 x 0.6048 mm / 0.12096 mm)^2.
+DETECTOR_AREA_PIX = (32 * 0.6048 / 0.12096) ** 2
+
+
+@dataclass
+class DetectorSpectrum:
+    """One whole-detector spectrum.
+
+    Attributes
+    ----------
+    counts : ndarray
+        Counts per channel.
+    exposure : float
+        Seconds.
+    module : str
+        ``"A"`` or ``"B"``.
+    detector : int
+        0..3.
+    rmf : DataRMF or tuple
+        Response (``(energ_lo, energ_hi, matrix)`` allowed).
+    name : str
+        For messages and the XCM (file name when the spectrum is a file).
+    rmf_name : str
+        Response file name for the XCM.
+    grouping, quality : ndarray or None
+    e_lo, e_hi : ndarray or None
+        Channel energies (default the RMF's EBOUNDS, else the NuSTAR grid).
+    """
+
+    counts: np.ndarray
+    exposure: float
+    module: str
+    detector: int
+    rmf: object
+    name: str = ""
+    rmf_name: str = ""
+    grouping: object = None
+    quality: object = None
+    e_lo: object = None
+    e_hi: object = None
+
+
+def parse_detector(text, where="detectors"):
+    """``"A0"`` .. ``"B3"`` -> (module, detector).
+
+    Raises
+    ------
+    NuskybgdError
+        For anything else.
+    """
+    t = str(text).strip().upper()
+    if len(t) == 2 and t[0] in "AB" and t[1] in "0123":
+        return t[0], int(t[1])
+    raise NuskybgdError(f"{where}: '{text}' is not a detector (A0..A3, B0..B3)")
+
+
+def detector_weights(detector):
+    """Weights of a whole detector (see the module notes).
+
+    Parameters
+    ----------
+    detector : int
+        0..3.
+
+    Returns
+    -------
+    Weights
+    """
+    if detector not in (0, 1, 2, 3):
+        raise NuskybgdError(f"detector {detector!r}: use 0..3")
+    area = np.zeros(4)
+    area[detector] = DETECTOR_AREA_PIX
+    return Weights(area=area, ap=1.0)
+
+
+@dataclass
+class DetectorFit:
+    """Result of :func:`fit_detectors` / :func:`run_fit`.
+
+    Attributes
+    ----------
+    state : FitState
+        Fitted values, errors, ``info["fit"]``.
+    presets : FitState
+        The state before the fit (presets).
+    result : NonlinearFit or FitResult
+    model : LinearModel
+        At the solution (``component_counts``, ``predicted_counts``).
+    spectra : list of SpectrumData
+    responses : list of SpectrumResponse or None
+    nonlinear : list of str
+        Labels of the fitted nonlinear parameters.
+    detectors : list of dict
+        Per-detector norms (``--free-detectors``).
+    """
+
+    state: object
+    presets: object
+    result: object
+    model: object
+    spectra: list
+    responses: list = None
+    nonlinear: list = field(default_factory=list)
+    detectors: list = field(default_factory=list)
+
+    @property
+    def statistic(self):
+        """Statistic at the best fit."""
+        return float(self.state.info["fit"]["value"])
+
+    @property
+    def dof(self):
+        """Degrees of freedom."""
+        return int(self.state.info["fit"]["dof"])
+
+
+def setup_fit(specs, weights, module_area, responses, counts, *, ratios=None, gain=None, thaw=(),
+              free_detectors=(), emin=3.0, emax=150.0, original_norms=False, fix_line_ratios=False,
+              fcxb_links=(), gain_start=(1.0, 0.0)):
+    """State and engine inputs for a fit.
+
+    Parameters
+    ----------
+    specs : list of dict
+        As :func:`~nuskybgd.fitting.model.build_background_state` (``file``,
+        ``module``, ``rmf``, ``apbgd_arf``, ``fcxb_arf``, ``diag_rmf``).
+    weights : list of Weights
+    module_area : dict
+        Per-module detector areas ``[A_0..A_3]``.
+    responses : list of SpectrumResponse
+    counts : list of (counts, grouping, quality, e_lo, e_hi, name)
+    ratios : dict, optional
+        ``ratios.json`` (default the bundle's).
+    gain : {None, "fit", "link", "fixed"}
+    thaw : str or list of str
+    free_detectors : sequence of str
+    emin, emax : float
+        Noticed band, keV.
+    original_norms, fix_line_ratios, fcxb_links
+        As :func:`~nuskybgd.fitting.model.build_background_state`.
+    gain_start : (float, float)
+        Starting slope and offset.
+
+    Returns
+    -------
+    (FitState, list of SpectrumData, dict or None)
+        State, engine inputs, detector carriers (``--free-detectors``).
+    """
+    from ..auxil import load_ratios
+
+    ratios = load_ratios() if ratios is None else ratios
+    state = build_background_state(specs, weights, ratios, fix_line_ratios=fix_line_ratios, fcxb_links=fcxb_links,
+                                   original_norms=original_norms, module_area=module_area)
+    modules = [s["module"] for s in specs]
+    if gain:
+        apply_gain(state, gain, modules, gain_start)
+    items = parse_thaw(thaw) if thaw else []
+    thawed = apply_thaw(state, items) if items else []
+    carriers = apply_free_detectors(state, free_detectors, weights, modules) if free_detectors else None
+    sds = []
+    for k, (c, grouping, quality, e_lo, e_hi, name) in enumerate(counts):
+        c = np.asarray(c, float)
+        if not np.all(np.isfinite(c)) or np.any(c < 0):
+            raise NuskybgdError(f"{name}: counts contain NaN or negative values")
+        ids = group_ids(grouping, c.size)
+        noticed = bin_mask_from_energy(ids, e_lo, e_hi, emin, emax, quality)
+        if not noticed.any():
+            raise NuskybgdError(f"{name}: no bin between {emin} and {emax} keV")
+        sds.append(SpectrumData(counts=c, templates={}, ids=ids, noticed=noticed, name=str(name)))
+        from .prepare import ignore_ranges
+        state.spectra[k].ignore = ignore_ranges(noticed)
+    state.info["thawed"] = thawed
+    return state, sds, carriers
+
+
+def run_fit(state, sds, responses, statistic="cstat", fit=True, carriers=None, progress=None):
+    """Fit (or evaluate) a prepared state with the nonlinear engine.
+
+    Parameters
+    ----------
+    state : FitState
+    sds : list of SpectrumData
+    responses : list of SpectrumResponse
+    statistic : {"cstat", "chi"}
+    fit : bool
+        False: evaluate the presets only.
+    carriers : dict, optional
+        From :func:`~nuskybgd.fitting.thaw.apply_free_detectors`.
+    progress : callable, optional
+
+    Returns
+    -------
+    DetectorFit
+    """
+    presets = state.copy()
+    if fit:
+        res = fit_nonlinear(state, sds, responses, statistic, progress=progress)
+        model = res.model
+        nl = res.labels[res.n_norms:]
+    else:
+        from .nonlinear import NonlinearModel
+        nm = NonlinearModel(state, sds, responses)
+        nm.precise = True
+        nm.refresh()
+        model, res = fit_state(state, sds, statistic, fit=False, allow_shapes=True)
+        nl = list(nm.labels)
+    det = detector_report(state, carriers, state.info["free_detectors"]["components"], presets) \
+        if carriers else []
+    if det:
+        state.info["detectors"] = det
+    return DetectorFit(state=state, presets=presets, result=res, model=model, spectra=sds, responses=responses,
+                       nonlinear=nl, detectors=det)
+
+
+def fit_detectors(spectra, *, gain=None, thaw=(), free_detectors=(), emin=3.0, emax=150.0, statistic="cstat",
+                  original_norms=False, fit=True, caldb=None, detabs_file=None, be_file=None, ratios=None,
+                  gain_start=(1.0, 0.0), progress=None):
+    """Fit the background model to whole-detector spectra.
+
+    Parameters
+    ----------
+    spectra : list of DetectorSpectrum
+        The first spectrum of each module is its reference.
+    gain : {None, "fit", "link", "fixed"}
+        Response gain: free per spectrum, one per module, or fixed at
+        ``gain_start``.
+    thaw : str or list of str
+        Shape parameters to fit (``intbgd:lorentz_5.LineE``, ``LineE>19``).
+    free_detectors : sequence of str
+        ``intn``, ``intbgd``: one free norm per detector.
+    emin, emax : float
+        Noticed band, keV.
+    statistic : {"cstat", "chi"}
+    original_norms : bool
+        The original tool's presets.
+    fit : bool
+        False: presets only.
+    caldb, detabs_file, be_file
+        Calibration for the apbgd ARFs (DETABS, Be window).
+    ratios : dict, optional
+        ``ratios.json`` content.
+    gain_start : (float, float)
+        Starting gain (slope, offset keV).
+    progress : callable, optional
+        Called with (iteration, statistic).
+
+    Returns
+    -------
+    DetectorFit
+
+    Raises
+    ------
+    NuskybgdError
+        Bad detector names, exposures, gains, unknown ``thaw`` parameters.
+    """
+    from ..models.responses import apbgd_arf, energy_grid, fcxb_arf
+
+    if not spectra:
+        raise NuskybgdError("no spectra given")
+    specs, weights, responses, counts = [], [], [], []
+    for s in spectra:
+        if s.module not in ("A", "B"):
+            raise NuskybgdError(f"{s.name}: module {s.module!r} (use A or B)")
+        w = detector_weights(int(s.detector))
+        lo, hi = energy_grid(s.rmf)
+        arf = apbgd_arf(s.module, w.frac, caldb=caldb, rmf=(lo, hi), detabs_file=detabs_file, be_file=be_file)
+        farf = fcxb_arf(s.module, rmf=(lo, hi))
+        responses.append(SpectrumResponse(s.rmf, s.exposure, apbgd_arf=arf, fcxb_arf=farf))
+        weights.append(w)
+        specs.append({"file": s.name or f"spectrum{len(specs) + 1}", "module": s.module,
+                          "rmf": s.rmf_name or "rmf", "apbgd_arf": "apbgd.arf", "fcxb_arf": f"fcxb{s.module}.arf",
+                          "diag_rmf": "diag.rmf"})
+        e_lo, e_hi = s.e_lo, s.e_hi
+        if e_lo is None:
+            if hasattr(s.rmf, "e_min") and s.rmf.e_min is not None:
+                e_lo, e_hi = np.asarray(s.rmf.e_min, float), np.asarray(s.rmf.e_max, float)
+            else:
+                n = len(s.counts)
+                e_lo = 1.6 + 0.04 * np.arange(n)
+                e_hi = e_lo + 0.04
+        counts.append((s.counts, s.grouping, s.quality, e_lo, e_hi, s.name))
+    module_area = {m: [DETECTOR_AREA_PIX] * 4 for m in {s.module for s in spectra}}
+    state, sds, carriers = setup_fit(specs, weights, module_area, responses, counts, ratios=ratios, gain=gain,
+                                     thaw=thaw, free_detectors=free_detectors, emin=emin, emax=emax,
+                                     original_norms=original_norms, gain_start=gain_start)
+    state.info["detectors_of_spectra"] = [f"{s.module}{int(s.detector)}" for s in spectra]
+    return run_fit(state, sds, responses, statistic, fit=fit, carriers=carriers, progress=progress)

@@ -1,0 +1,1 @@
+"""Pure numerical kernels (numpy/numba, no I/O)."""
