@@ -1,0 +1,149 @@
+"""SPEX export: files read back by pyspextools; one predicted background, three fitters.
+
+The predicted background of a source region (``spec``) is reproduced channel
+by channel (1e-6 relative) by three independent routes:
+
+- SPEX: the ``.res`` sectors and the ``.dat`` file-model spectra, read back
+  with pyspextools and folded here (file model: log E - log S interpolation
+  evaluated at the response-bin centres, times the bin width);
+- XSPEC: the ``simplify`` XCM evaluated with XSPEC's compiled model functions
+  (``xspectrampoline``) through the response files it names;
+- Sherpa: the ``simplify`` Sherpa script run in a Sherpa session.
+"""
+
+import os
+import runpy
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_apply import _chdir, _one_line_error, field  # noqa: F401  (the module-scoped fixture)
+
+AGREE = []  # (route, module, max relative difference) for the report
+
+
+def _arf(m):
+    from nuskybgd.caldb import Caldb
+    return str(Caldb(os.environ["CALDB"]).query("SPECRESP", f"FPM{m}").path)
+
+
+@pytest.fixture(scope="module")
+def exported(field, tmp_path_factory):  # noqa: F811
+    """spec, simplify and spex on the same source region for both modules."""
+    from nuskybgd.analysis.spex import run_spex
+    from nuskybgd.fitting.apply import run_simplify, run_spec
+    out = tmp_path_factory.mktemp("spex")
+    d = field["dir"]
+    regs, phas = ["src.reg", "src.reg"], ["srcA.pha", "srcB.pha"]
+    with _chdir(d):
+        spec = run_spec("bgdinfo.json", "fit.xcm", regs, phas, savefile=str(out / "bgd_src"), plot=False)
+        run_simplify("bgdinfo.json", str(out / "bgd_src.xcm"), savefile=str(out / "bgd_only_src"))
+        spex = run_spex("bgdinfo.json", "fit.xcm", regs, phas, arffiles=[_arf(m) for m in "AB"],
+                        savefile=str(out / "bgd_src"))
+    return {"out": out, "spec": spec, "spex": spex, "dir": d}
+
+
+def _dense(res, sector):
+    """Dense (group energies, matrix m^2) of one sector of a pyspextools Res."""
+    r = res.return_region(sector, 1)
+    n_chan = int(r.nchan[0])
+    m = np.zeros((r.eg1.size, n_chan))
+    k = 0
+    for g in range(r.eg1.size):
+        n = int(r.nc[g])
+        m[g, r.ic1[g] - 1:r.ic1[g] - 1 + n] = r.resp[k:k + n]
+        k += n
+    return np.asarray(r.eg1, float), np.asarray(r.eg2, float), m
+
+
+def _file_model(e_pts, s_pts, eg1, eg2):
+    """Photons/m^2/s per response bin of a SPEX file model (log-log interpolation at bin centres)."""
+    c = 0.5 * (eg1 + eg2)
+    s = np.exp(np.interp(np.log(c), np.log(e_pts), np.log(s_pts), left=-np.inf, right=-np.inf))
+    return s * (eg2 - eg1)
+
+
+def test_pyspextools_reads_back_sectors(exported):
+    from nuskybgd.io.spex import SECTORS, read_spex
+    for n in exported["spex"]["names"]:
+        spo, res = read_spex(n["spo"], n["res"])
+        assert spo.nregion == 1 and int(spo.nchan[0]) == 4096
+        assert res.nsector == 5 and res.nregion == 1 and res.ncomp == 5
+        assert list(res.sector) == [1, 2, 3, 4, 5] and list(res.region) == [1] * 5
+        assert all(int(c) == 4096 for c in res.nchan)
+        # intn sector is the diagonal response: one channel per energy bin, 1e-4 m^2 (1 cm^2)
+        _, _, m = _dense(res, 5)
+        assert np.count_nonzero(m) == m.shape[0]
+        np.testing.assert_allclose(m[m > 0], 1e-4, rtol=1e-6)
+        # source sector = RMF x ARF: its area exceeds the RMF-only intbgd sector's (1 cm^2 x RMF)
+        assert _dense(res, 1)[2].sum() > 10 * _dense(res, 3)[2].sum()
+        com = Path(n["com"]).read_text()
+        assert f"data {Path(n['base']).name} {Path(n['base']).name}" in com
+        assert com.count("sector new") == 4 and com.count("comp ") == 4 + 1  # 4 file models + example line
+        for s in SECTORS[1:]:
+            assert f"avalue {Path(n['dat'][s]).name}" in com
+
+
+def test_spex_route_reproduces_prediction(exported):
+    """Counts folded from the written .res and .dat files = spec's prediction, per channel (1e-6)."""
+    from nuskybgd.io.ogip import read_pha
+    from nuskybgd.io.spex import SECTORS, read_file_model, read_spex
+    for k, n in enumerate(exported["spex"]["names"]):
+        spo, res = read_spex(n["spo"], n["res"])
+        counts = np.zeros(4096)
+        for sector, name in enumerate(SECTORS[1:], start=2):
+            eg1, eg2, m = _dense(res, sector)
+            e, s = read_file_model(n["dat"][name])
+            counts += _file_model(e, s, eg1, eg2) @ m
+        counts *= np.asarray(spo.tints, float)
+        ref = exported["spec"]["sources"][k]["spectrum"]
+        keep = ref > 1e-8 * ref.max()
+        worst = float(np.max(np.abs(counts[keep] - ref[keep]) / ref[keep]))
+        AGREE.append(("SPEX .res x .dat", "AB"[k], worst, float(ref.sum()), float(counts.sum())))
+        assert worst < 1e-6, worst
+        # the .spo holds the source spectrum itself (rates x exposure = counts)
+        pha = read_pha(exported["dir"] / ("srcA.pha", "srcB.pha")[k])
+        np.testing.assert_allclose(np.asarray(spo.ochan) * np.asarray(spo.tints), pha.counts, rtol=1e-12, atol=1e-9)
+
+
+def test_xspec_route_reproduces_prediction(exported):
+    pytest.importorskip("xspectrampoline")
+    from test_fit_task import _xspec_counts
+
+    from nuskybgd.io.xcm import read_xcm
+    out = exported["out"]
+    st = read_xcm(out / "bgd_only_src.xcm")
+    for k in range(2):
+        src = exported["spec"]["sources"][k]
+        ref = src["spectrum"]
+        xs = _xspec_counts(st, k, out, src["counts"]["intbgd.apec"])
+        keep = ref > 1e-8 * ref.max()
+        worst = float(np.max(np.abs(xs[keep] - ref[keep]) / ref[keep]))
+        AGREE.append(("XSPEC simplify XCM", "AB"[k], worst, float(ref.sum()), float(xs.sum())))
+        assert worst < 1e-6, worst
+
+
+def test_sherpa_route_reproduces_prediction(exported):
+    from sherpa.astro import ui
+    out = exported["out"]
+    try:
+        with _chdir(out):
+            runpy.run_path("bgd_only_src_sherpa.py")
+            for k in range(2):
+                data = ui.get_data(k + 1)
+                data.ungroup()
+                data.notice()
+                mc = data.eval_model(ui.get_model(k + 1))
+                ref = exported["spec"]["sources"][k]["spectrum"]
+                keep = ref > 1e-8 * ref.max()
+                worst = float(np.max(np.abs(mc[keep] - ref[keep]) / ref[keep]))
+                AGREE.append(("Sherpa simplify script", "AB"[k], worst, float(ref.sum()), float(mc.sum())))
+                assert worst < 1e-6, worst
+    finally:
+        ui.clean()
+
+
+def test_zz_report_agreement():
+    """Prints the three-fitter agreement (for the report)."""
+    for route, m, worst, ref, got in AGREE:
+        print(f"\n{route:<24} FPM{m}: max |rel diff| per channel {worst:.2e}; total {got:.6f} vs {ref:.6f}")
