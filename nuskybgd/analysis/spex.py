@@ -184,16 +184,23 @@ def write_source_spex(out, names, sectors, phafile, rmffile, comment=()):
     Path(out[names["com"]]).write_text(text)
 
 
-def _source_arf(pha, phafile, arf):
+def _check_module(resp, what, module, phafile):
+    """A response whose INSTRUME names the other module is an error (one line)."""
+    inst = str((getattr(resp, "header", None) or {}).get("INSTRUME", "")).strip().upper()
+    if inst in ("FPMA", "FPMB") and inst != f"FPM{module}":
+        raise NuskybgdError(f"{phafile}: the spectrum is FPM{module} but its {what} {resp.name} is {inst}")
+
+
+def _source_arf(pha, phafile, arf, module):
     """The source sector's ARF: explicit file > the PHA's ANCRFILE > error."""
     from ..io.ogip import read_arf
-    if arf:
-        return read_arf(arf)
-    a = pha.get_arf()
-    if a is not None:
-        return a
-    raise NuskybgdError(f"{phafile}: no ARF for the source sector (ANCRFILE is NONE); give arf=FILE "
-                        f"(e.g. nuproducts' ARF of the source)")
+    a = read_arf(arf) if arf else pha.get_arf()
+    if a is None:
+        raise NuskybgdError(f"{phafile}: no ARF for the source sector (ANCRFILE is NONE); give --arf FILE "
+                            f"(e.g. nuproducts' ARF of the source)")
+    _check_module(a, "ARF", module, phafile)
+    _check_module(pha.get_rmf(), "RMF", module, phafile)
+    return a
 
 
 def run_spex(bgdinfo, fit, regfiles, phafiles, arffiles=None, savefile=None, fcxb="fitted", clobber=False,
@@ -243,7 +250,7 @@ def run_spex(bgdinfo, fit, regfiles, phafiles, arffiles=None, savefile=None, fcx
     check_outputs(files, clobber)
     setup = load_setup(bgdinfo, fit)
     srcs = load_sources(setup, regfiles, phafiles)
-    arfs = [_source_arf(s["pha"], s["phafile"], a) for s, a in zip(srcs, arffiles)]
+    arfs = [_source_arf(s["pha"], s["phafile"], a, s["module"]) for s, a in zip(srcs, arffiles)]
     sources = [SourceSpectrum(file=s["phafile"], module=s["module"], area=s["weights"].area, ap=s["weights"].ap)
                for s in srcs]
     state = add_source_spectra(setup.state, setup.modules, setup.weights, sources, load_ratios(),

@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 from test_apply import _chdir, _one_line_error, field  # noqa: F401  (the module-scoped fixture)
 
+from nuskybgd.cli import main
+
 AGREE = []  # (route, module, max relative difference) for the report
 
 
@@ -147,3 +149,37 @@ def test_zz_report_agreement():
     """Prints the three-fitter agreement (for the report)."""
     for route, m, worst, ref, got in AGREE:
         print(f"\n{route:<24} FPM{m}: max |rel diff| per channel {worst:.2e}; total {got:.6f} vs {ref:.6f}")
+
+
+@pytest.mark.parametrize("case", ["off_image", "other_module_arf", "other_module_rmf", "exists"])
+def test_spex_bad_input(field, tmp_path, capsys, case):  # noqa: F811
+    """One line, non-zero exit, no output (an existing output is left untouched)."""
+    from nuskybgd.io.ogip import read_pha, write_pha
+    d = field["dir"]
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = ["spex", "bgdinfo.json", "fit.xcm", "src.reg", "srcA.pha", "--arf", _arf("A"), f"savefile={out / 'b'}"]
+    before = {}
+    if case == "off_image":
+        argv[3] = "off.reg"
+    elif case == "other_module_arf":
+        argv[4], argv[6] = "srcB.pha", _arf("A")
+    elif case == "other_module_rmf":
+        pha = read_pha(d / "srcB.pha")
+        write_pha(tmp_path / "srcB_rmfA.pha", pha.counts, pha.exposure, 1.0,
+                  header={"INSTRUME": "FPMB", "RESPFILE": str(field["rmfs"]["A"]), "DATE-OBS": "2021-03-14T06:00:00"})
+        argv[4], argv[6] = str(tmp_path / "srcB_rmfA.pha"), _arf("B")
+    else:
+        with _chdir(d):
+            assert main(argv) == 0, capsys.readouterr().err
+        capsys.readouterr()
+        before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+        assert len(before) == 7
+    with _chdir(d):
+        rc = main(argv)
+    assert rc != 0
+    msg = _one_line_error(capsys)
+    expect = {"off_image": "off.reg", "other_module_arf": "is FPMB but its ARF", "other_module_rmf":
+              "is FPMB but its RMF", "exists": "exists"}[case]
+    assert expect in msg, msg
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
