@@ -30,7 +30,7 @@ __all__ = ["SUMMARIES", "TASKS", "build_parser", "main", "translate_legacy"]
 #: Task names in the order shown by ``nuskybgd --help``.
 TASKS = (
     "simulate", "mkimgs", "aspecthist", "mkinstrmap", "projbgd", "extract",
-    "fit", "spec", "simplify", "image", "absrmf", "demo", "atomdb",
+    "fit", "spec", "simplify", "spex", "image", "absrmf", "demo", "atomdb",
 )
 
 #: One-line summary of every task (``nuskybgd --help``), kept here so that the
@@ -45,6 +45,7 @@ SUMMARIES = {
     "fit": "fit the background model to background-region spectra",
     "spec": "rescale the fitted background to source regions",
     "simplify": "background-only XSPEC state for the source spectra",
+    "spex": "SPEX spectrum, response and command file with the modelled background",
     "image": "background model images in an energy band",
     "absrmf": "RMFs with detector absorption, one per detector",
     "demo": "run the whole chain on a simulated observation",
