@@ -55,6 +55,7 @@ def _split(text, what):
 def run(args):
     """Run ``nuskybgd spex``."""
     import logging
+
     from ..analysis.spex import run_spex
     log = logging.getLogger("nuskybgd")
     regs = _split(args.regfiles, "source regions")
