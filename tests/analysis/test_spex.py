@@ -22,6 +22,7 @@ from test_apply import _chdir, _one_line_error, field  # noqa: F401  (the module
 from nuskybgd.cli import main
 
 AGREE = []  # (route, module, max relative difference) for the report
+GUIDE_FIT = []  # (gamma, error, norm / true, error) of the guide's Sherpa fit
 
 
 def _arf(m):
@@ -145,10 +146,66 @@ def test_sherpa_route_reproduces_prediction(exported):
         ui.clean()
 
 
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guide-fitting-your-source.md"
+
+
+def _guide_sherpa_code():
+    """The Python block of the guide's Sherpa section."""
+    section = GUIDE.read_text().split("## 3. Sherpa", 1)[1].split("\n## ", 1)[0]
+    return section.split("```python", 1)[1].split("```", 1)[0]
+
+
+def test_guide_sherpa_part_fits_an_injected_source(field, exported, tmp_path):  # noqa: F811
+    """The guide's Sherpa block, run as written, recovers an injected power law over the modelled background."""
+    from sherpa.astro import ui
+    from sherpa.models.basic import PowLaw1D
+
+    from nuskybgd.fitting.apply import run_simplify, run_spec
+    from nuskybgd.io.ogip import read_arf, read_pha, read_rmf, write_pha
+    from nuskybgd.models.basic import FoldedModel
+    d = field["dir"]
+    pha = read_pha(d / "srcA.pha")
+    bkg = exported["spec"]["sources"][0]["spectrum"]
+    rmf, arf = read_rmf(field["rmfs"]["A"]), read_arf(_arf("A"))
+    pl = PowLaw1D("truth")
+    pl.gamma, pl.ref, pl.ampl = 1.8, 10.0, 1.0
+    unit = FoldedModel(pl, rmf, arf, pha.exposure).calc([p.val for p in pl.pars])
+    band = slice(35, 1935)  # 3-79 keV
+    ampl = 3000.0 / unit[band].sum()
+    rng = np.random.default_rng(13)
+    write_pha(tmp_path / "srcA.pha", rng.poisson(bkg + ampl * unit), pha.exposure, 1.0,
+              header={"INSTRUME": "FPMA", "RESPFILE": str(field["rmfs"]["A"]), "DATE-OBS": "2021-03-14T06:00:00"})
+    os.symlink(_arf("A"), tmp_path / "srcA.arf")
+    with _chdir(d):
+        run_spec("bgdinfo.json", "fit.xcm", ["src.reg"], [str(tmp_path / "srcA.pha")],
+                 savefile=str(tmp_path / "bgd_src"), plot=False)
+    run_simplify(d / "bgdinfo.json", str(tmp_path / "bgd_src.xcm"), savefile=str(tmp_path / "bgd_only_src"))
+    ns = {}
+    try:
+        with _chdir(tmp_path):
+            exec(compile(_guide_sherpa_code(), str(GUIDE), "exec"), ns)  # noqa: S102  (the guide's own code)
+            res = ns["result"]
+            gamma, ampl_fit = ns["src"].gamma.val, ns["src"].ampl.val
+            # the background part of the model is still nuskybgd's prediction (frozen)
+            ns["src"].ampl.val = 0.0
+            data = ui.get_data(1)
+            data.notice()
+            np.testing.assert_allclose(data.eval_model(ui.get_model(1)), bkg, rtol=1e-6, atol=1e-9)
+    finally:
+        ui.clean()
+    err = dict(zip(res.parnames, res.parmaxes))
+    GUIDE_FIT.append((gamma, err["src.gamma"], ampl_fit / ampl, err["src.ampl"] / ampl))
+    assert 0 < err["src.gamma"] < 0.2
+    assert abs(gamma - 1.8) < 4 * err["src.gamma"], (gamma, err)
+    assert abs(ampl_fit / ampl - 1) < 4 * err["src.ampl"] / ampl
+
+
 def test_zz_report_agreement():
     """Prints the three-fitter agreement (for the report)."""
     for route, m, worst, ref, got in AGREE:
         print(f"\n{route:<24} FPM{m}: max |rel diff| per channel {worst:.2e}; total {got:.6f} vs {ref:.6f}")
+    for g, ge, a, ae in GUIDE_FIT:
+        print(f"\nguide Sherpa fit: photon index {g:.3f} +- {ge:.3f} (true 1.8), norm/true {a:.3f} +- {ae:.3f}")
 
 
 @pytest.mark.parametrize("case", ["off_image", "other_module_arf", "other_module_rmf", "exists"])
