@@ -208,7 +208,7 @@ def test_zz_report_agreement():
         print(f"\nguide Sherpa fit: photon index {g:.3f} +- {ge:.3f} (true 1.8), norm/true {a:.3f} +- {ae:.3f}")
 
 
-@pytest.mark.parametrize("case", ["off_image", "other_module_arf", "other_module_rmf", "exists"])
+@pytest.mark.parametrize("case", ["off_images", "off_detectors", "other_module_arf", "other_module_rmf", "exists"])
 def test_spex_bad_input(field, tmp_path, capsys, case):  # noqa: F811
     """One line, non-zero exit, no output (an existing output is left untouched)."""
     from nuskybgd.io.ogip import read_pha, write_pha
@@ -217,7 +217,10 @@ def test_spex_bad_input(field, tmp_path, capsys, case):  # noqa: F811
     out.mkdir()
     argv = ["spex", "bgdinfo.json", "fit.xcm", "src.reg", "srcA.pha", "--arf", _arf("A"), f"savefile={out / 'b'}"]
     before = {}
-    if case == "off_image":
+    if case == "off_images":  # beyond the 1000x1000 projected images
+        argv[3] = str(tmp_path / "out.reg")
+        (tmp_path / "out.reg").write_text("# Region file format: DS9 version 4.1\nimage\ncircle(1500,1500,30)\n")
+    elif case == "off_detectors":  # on the images, off the detectors
         argv[3] = "off.reg"
     elif case == "other_module_arf":
         argv[4], argv[6] = "srcB.pha", _arf("A")
@@ -236,7 +239,7 @@ def test_spex_bad_input(field, tmp_path, capsys, case):  # noqa: F811
         rc = main(argv)
     assert rc != 0
     msg = _one_line_error(capsys)
-    expect = {"off_image": "off.reg", "other_module_arf": "is FPMB but its ARF", "other_module_rmf":
-              "is FPMB but its RMF", "exists": "exists"}[case]
+    expect = {"off_images": "out.reg", "off_detectors": "off.reg", "other_module_arf": "is FPMB but its ARF",
+              "other_module_rmf": "is FPMB but its RMF", "exists": "exists"}[case]
     assert expect in msg, msg
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
