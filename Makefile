@@ -10,7 +10,7 @@ export NUSKYBGD_SHARED ?= $(SHARED)
 export MPLBACKEND ?= Agg
 DEMO_DIR ?= demo_out
 
-.PHONY: sysdeps venv demo test test-fast bench clean
+.PHONY: sysdeps venv demo lint test test-fast bench clean
 
 sysdeps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -31,10 +31,14 @@ venv: sysdeps $(VENV)/.installed
 demo: venv
 	$(VENV)/bin/nuskybgd demo $(DEMO_DIR) --clobber
 
-test: venv
+lint: venv
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check nuskybgd tests benchmarks
+
+test: lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
-test-fast: venv
+test-fast: lint
 	$(PY) -m pytest -q -m "not slow"
 
 bench: venv

@@ -71,6 +71,7 @@ def region_file(path, cx, cy):
 def reference_selection(x, y, regfile, wcs):
     """Straightforward: regions' contains() per shape at every event (DS9 rule), then a histogram."""
     from regions import PixCoord
+
     from nuskybgd.io.regions import read_region_shapes
     pix = PixCoord(x - 1.0, y - 1.0)  # 0-based pixel coordinates of the events
     inc = np.zeros(x.size, bool)
@@ -87,10 +88,10 @@ def reference_selection(x, y, regfile, wcs):
 
 def main():
 
-    from nuskybgd.extract import events_in_mask, extract_spectrum, pha_counts
     from nuskybgd.io.events import read_events, sky_wcs
     from nuskybgd.io.regions import region_mask
-    from nuskybgd.simulate import simulate_observation
+    from nuskybgd.products.extract import events_in_mask, extract_spectrum, pha_counts
+    from nuskybgd.simulate.observation import simulate_observation
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:

@@ -56,10 +56,10 @@ def build_problem(folder, seed=0):
     import gzip
     import shutil
 
-    from nuskybgd.auxil import auxil_path, load_ratios
+    from nuskybgd.calib.auxil import auxil_path, load_ratios
     from nuskybgd.fitting.engine import LinearModel
     from nuskybgd.fitting.model import build_background_state
-    from nuskybgd.fitting.prepare import ignore_ranges, spectrum_data, LoadedSpectrum
+    from nuskybgd.fitting.prepare import LoadedSpectrum, ignore_ranges, spectrum_data
     from nuskybgd.io.ogip import read_rmf, write_pha
     from nuskybgd.models.background import clear_template_cache, component_templates
     from nuskybgd.models.responses import apbgd_arf, write_apbgd_arf

@@ -102,9 +102,9 @@ def _plot(cal, real_rmf, real_dense, out):
 
 
 def main():
-    from nuskybgd.caldb import Caldb
-    from nuskybgd.caldb_synth import make_caldb
+    from nuskybgd.calib.caldb import Caldb
     from nuskybgd.io import ogip
+    from nuskybgd.simulate.caldb import make_caldb
 
     res = {}
     real = SHARED / "caldb" / "nustar" / "nuAdet3_20100101v002.rmf.gz"

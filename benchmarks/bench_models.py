@@ -49,10 +49,11 @@ def _best(fn, repeat=5):
 def main():
     from tqdm.auto import tqdm
 
+    from nuskybgd.calib.presets import component_presets
     from nuskybgd.io.ogip import read_rmf
-    from nuskybgd.models import apec, bknpower, cutoffpl, kernels, lorentz
+    from nuskybgd.kernels import spectral as kernels
+    from nuskybgd.models import apec, bknpower, cutoffpl, lorentz
     from nuskybgd.models.background import component_templates
-    from nuskybgd.models.presets import component_presets
     from nuskybgd.models.responses import apbgd_arf, diag_rmf, fcxb_arf
 
     caldb = SHARED / "caldb" / "nustar"

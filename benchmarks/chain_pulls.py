@@ -80,10 +80,10 @@ def quadrant_regions(sim, outdir):
 
 def run_seed(seed, workdir, exposure, source, caldb_dir, region_set="demo"):
     """Run the chain for one seed; return (pull rows, tagged-event rows, seconds per step)."""
-    from nuskybgd.extract import events_in_mask
     from nuskybgd.io.events import read_events, sky_wcs
     from nuskybgd.io.regions import region_mask
-    from nuskybgd.simulate import simulate_observation
+    from nuskybgd.products.extract import events_in_mask
+    from nuskybgd.simulate.observation import simulate_observation
     from nuskybgd.tasks import demo
 
     out = Path(workdir) / f"seed{seed:03d}"
@@ -264,7 +264,7 @@ def main(argv=None):
     logging.getLogger("nuskybgd").setLevel(logging.WARNING)
     from tqdm import tqdm
 
-    from nuskybgd.caldb_synth import make_caldb
+    from nuskybgd.simulate.caldb import make_caldb
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

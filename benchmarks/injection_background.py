@@ -118,16 +118,9 @@ def background_prediction(info, fit_json, regfile, phafile, caldb):
         ``modes`` (k, n_chan) counts per unit standard deviation of each
         eigen-mode, ``sigma_total`` (1-sigma of the total predicted counts).
     """
-    from nuskybgd.auxil import load_ratios
-    from nuskybgd.fitting.apply import (
-        SourceSpectrum,
-        add_source_spectra,
-        group_component_counts,
-        load_setup,
-        load_sources,
-        spectrum_templates,
-        state_shapes,
-    )
+    from nuskybgd.calib.auxil import load_ratios
+    from nuskybgd.fitting.apply import SourceSpectrum, add_source_spectra, group_component_counts
+    from nuskybgd.analysis.setup import load_setup, load_sources, spectrum_templates, state_shapes
     from nuskybgd.fitting.uncertainty import (
         fit_covariance,
         prediction_jacobian,
@@ -220,11 +213,11 @@ def run_seed(seed, work, exposure, caldb_dir, strengths, classes):
     """Chain for one seed, then the source injections; returns rows."""
     from sherpa.models.basic import PowLaw1D
 
-    from nuskybgd.caldb import Caldb
-    from nuskybgd.extract import extract_spectrum
+    from nuskybgd.calib.caldb import Caldb
+    from nuskybgd.products.extract import extract_spectrum
     from nuskybgd.io.ogip import read_arf, read_pha, read_rmf
     from nuskybgd.models.basic import FoldedModel
-    from nuskybgd.simulate import simulate_observation
+    from nuskybgd.simulate.observation import simulate_observation
     from nuskybgd.sky.bgimage import band_channels
     from nuskybgd.tasks import demo
 
@@ -384,7 +377,7 @@ def main(argv=None):
     logging.getLogger("sherpa").setLevel(logging.WARNING)
     from tqdm import tqdm
 
-    from nuskybgd.caldb_synth import make_caldb
+    from nuskybgd.simulate.caldb import make_caldb
 
     classes = make_sherpa_classes()
     strengths = [float(x) for x in args.counts.split(",")]

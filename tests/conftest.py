@@ -5,6 +5,10 @@ from pathlib import Path
 
 import pytest
 
+# Fixtures of the test helpers in tests/ (on the path, see pyproject.toml): the
+# synthetic sky field of the workflow tests.
+pytest_plugins = ["synthetic_field"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("NUSKYBGD_SHARED", REPO.parent / "shared")).resolve()
 
@@ -44,19 +48,19 @@ def auxil_dir(shared):
 @pytest.fixture(scope="session")
 def simulated_obs(tmp_path_factory):
     """A simulated observation (``nuskybgd simulate``), made once per session."""
-    from nuskybgd.simulate import simulate_observation
+    from nuskybgd.simulate.observation import simulate_observation
     out = tmp_path_factory.mktemp("simobs")
     return simulate_observation(out, seed=1)
 
 
 @pytest.fixture(scope="session")
 def synthetic_caldb(tmp_path_factory, shared_caldb):
-    """Root of a synthetic NuSTAR CALDB (``nuskybgd.caldb_synth.make_caldb``), made once per session.
+    """Root of a synthetic NuSTAR CALDB (``nuskybgd.simulate.caldb.make_caldb``), made once per session.
 
-    Use ``nuskybgd.caldb.Caldb(synthetic_caldb)`` or set ``$CALDB`` to it
+    Use ``nuskybgd.calib.caldb.Caldb(synthetic_caldb)`` or set ``$CALDB`` to it
     (``monkeypatch.setenv("CALDB", str(synthetic_caldb))``).
     """
-    from nuskybgd.caldb_synth import make_caldb
+    from nuskybgd.simulate.caldb import make_caldb
     root = tmp_path_factory.mktemp("caldb")
     make_caldb(root, shared_caldb=shared_caldb, cal_date="2024-01-01", progress=False)
     return root

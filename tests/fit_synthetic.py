@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nuskybgd.auxil import load_ratios
+from nuskybgd.calib.auxil import load_ratios
 from nuskybgd.fitting.engine import SpectrumData, group_ids
 from nuskybgd.fitting.model import build_background_state
 

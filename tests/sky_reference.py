@@ -3,7 +3,7 @@
 Written directly from the text, with the obvious loops: the sky grid is
 rotated with numpy, and the aspect smearing applies one full-image bilinear
 circular shift (``scipy.ndimage.shift``, ``mode="grid-wrap"``, ``order=1``)
-per aspect-histogram pixel. Used by ``tests/test_projection.py`` and
+per aspect-histogram pixel. Used by ``tests/sky/test_projection.py`` and
 ``benchmarks/bench_projbgd.py`` as the reference to match and to beat.
 """
 

@@ -230,14 +230,10 @@ def run_spex(bgdinfo, fit, regfiles, phafiles, arffiles=None, savefile=None, fcx
         ``files`` written, ``names`` (:func:`spex_outputs`), ``sectors``
         (:class:`SpexSectors` per source) and ``state``.
     """
-    from ..auxil import load_ratios
-    from ..fitting.apply import (
-        SourceSpectrum,
-        add_source_spectra,
-        default_savefile,
-        load_setup,
-        load_sources,
-    )
+    from ..calib.auxil import load_ratios
+    from ..fitting.apply import SourceSpectrum, add_source_spectra
+    from .outputs import default_savefile
+    from .setup import load_setup, load_sources
     from ..io.output import atomic_outputs, check_outputs
 
     if len(regfiles) != len(phafiles):

@@ -198,7 +198,7 @@ def setup_fit(specs, weights, module_area, responses, counts, *, ratios=None, ga
     (FitState, list of SpectrumData, dict or None)
         State, engine inputs, detector carriers (``--free-detectors``).
     """
-    from ..auxil import load_ratios
+    from ..calib.auxil import load_ratios
 
     ratios = load_ratios() if ratios is None else ratios
     state = build_background_state(specs, weights, ratios, fix_line_ratios=fix_line_ratios, fcxb_links=fcxb_links,

@@ -19,7 +19,7 @@ import platform
 import numpy as np
 
 from ..errors import NuskybgdError
-from .model import FitState, Link, Param, Source, SpectrumEntry
+from ..io.state import FitState, Link, Param, Source, SpectrumEntry
 
 __all__ = ["state_to_json", "state_from_json", "sherpa_script", "plot_fit", "software_versions"]
 

@@ -48,11 +48,13 @@ from threadpoolctl import threadpool_limits
 
 from ..errors import NuskybgdError
 from ..kernels.gain import MIN_PHOTON_ENERGY, check_gain, gain_energies
-from ..models import basic, kernels
+from ..models import basic
+from ..kernels import spectral as kernels
 from ..models.apec import DOWNLOAD_COMMAND, TemplateSpectrum, apec_source
 from ..models.responses import diag_rmf, energy_grid
 from .engine import LinearModel, solve_blocks, stat_parts
-from .model import Link, Param, norm_template_key
+from ..io.state import Link, Param
+from .model import norm_template_key
 
 __all__ = [
     "GAIN_NAMES",

@@ -227,7 +227,7 @@ def shape_presets(state, group, module):
     """
     import dataclasses
 
-    from ..models.presets import component_presets
+    from ..calib.presets import component_presets
 
     pre = component_presets(module)
 

@@ -26,7 +26,7 @@ import re
 import numpy as np
 
 from ..errors import NuskybgdError
-from .model import Link
+from ..io.state import Link
 from .nonlinear import gain_link, gain_params
 
 __all__ = ["apply_free_detectors", "apply_gain", "apply_thaw", "detector_report", "parse_thaw"]

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..constants import FCXB_FACTOR
 from ..errors import NuskybgdError
-from .model import FCXB_FACTOR, norm_template_key
+from .model import norm_template_key
 
 __all__ = ["set_fit_covariance", "fit_covariance", "source_fcxb_coefficients", "prediction_jacobian",
            "prediction_sigma"]

@@ -41,7 +41,6 @@ EVENT_COLUMNS = ("TIME", "PI", "DET_ID", "RAWX", "RAWY", "GRADE", "DET1X", "DET1
 COORD_COLUMNS = ("DET1X", "DET1Y", "DET2X", "DET2Y", "X", "Y")
 
 #: Nominal NuSTAR sky pixel, degrees.
-SKY_PIXEL_DEG = 2.45810736 / 3600.0
 
 
 @dataclass

@@ -8,6 +8,7 @@ files; these functions do.
 
 import re
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from astropy.io import fits
@@ -16,7 +17,35 @@ from astropy.io.fits.verify import VerifyWarning
 from ..errors import NuskybgdError
 from .fitsfile import find_hdu, find_hdus, open_fits
 
-__all__ = ["read_pixpos", "read_instrmap", "read_image", "image_hdulist"]
+__all__ = ["PixposTable", "read_pixpos", "read_instrmap", "read_image", "image_hdulist"]
+
+
+@dataclass
+class PixposTable:
+    """One PIXPOS extension (one detector) as arrays.
+
+    Attributes
+    ----------
+    det : int
+        Detector 0..3.
+    rawx, rawy : ndarray of int
+        Raw pixel 0..31.
+    grade : ndarray of int
+        Event grade.
+    ref_det1x, ref_det1y : ndarray of int
+        DET1 position (1-based, as in the file) of the lower-left corner of
+        the 7x7 PDF; -1 when the row has no calibration.
+    pdf : ndarray of float, shape (n, 7, 7)
+        Probability of DET1 pixel [ref_det1y + r, ref_det1x + c] at [r, c].
+    """
+
+    det: int
+    rawx: np.ndarray
+    rawy: np.ndarray
+    grade: np.ndarray
+    ref_det1x: np.ndarray
+    ref_det1y: np.ndarray
+    pdf: np.ndarray
 
 
 def read_pixpos(path, extno=None):
@@ -32,7 +61,7 @@ def read_pixpos(path, extno=None):
 
     Returns
     -------
-    list of nuskybgd.sky.instrmap.PixposTable
+    list of PixposTable
         In file order.
 
     Raises
@@ -40,7 +69,6 @@ def read_pixpos(path, extno=None):
     NuskybgdError
         Unreadable file, no PIXPOS extension, missing columns or DETNAM.
     """
-    from ..sky.instrmap import PixposTable
     path = str(path)
     out = []
     with open_fits(path, "PIXPOS file") as hdul:

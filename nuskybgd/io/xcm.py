@@ -29,8 +29,9 @@ import re
 from pathlib import Path
 
 from ..errors import NuskybgdError
-from ..fitting.model import COMPONENT_PARAMS, FitState, Link, Param, Source, SpectrumEntry
+from ..parameters import COMPONENT_PARAMS
 from .output import write_text
+from .state import FitState, Link, Param, Source, SpectrumEntry
 
 __all__ = ["read_xcm", "parse_xcm", "format_xcm", "write_xcm", "parse_link", "format_link",
            "check_spectrum_order", "resolve_path"]

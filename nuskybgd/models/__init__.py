@@ -12,6 +12,14 @@ classes of :mod:`nuskybgd.models.basic`. Note that the package attribute
 # Import order matters: loading basic imports the submodule ``apec``, which
 # binds the package attribute ``apec`` to that module; the line below rebinds
 # it to the Sherpa class.
-from .basic import FoldedModel, TemplateCountsModel, apec, bknpower, cutoffpl, lorentz, lorentz_lines  # noqa: E402
+from .basic import (  # noqa: E402
+    FoldedModel,
+    TemplateCountsModel,
+    apec,
+    bknpower,
+    cutoffpl,
+    lorentz,
+    lorentz_lines,
+)
 
 __all__ = ["cutoffpl", "bknpower", "lorentz", "apec", "lorentz_lines", "TemplateCountsModel", "FoldedModel"]

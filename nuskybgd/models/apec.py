@@ -41,10 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..auxil import sha256_file
+from ..calib.auxil import sha256_file
 from ..errors import NuskybgdError
-from .kernels import check_energy_bins
 from ..kernels.gain import rebin_integrated
+from ..kernels.spectral import check_energy_bins
 
 __all__ = [
     "HC_KEV_ANGSTROM", "APEC_ELEMENTS", "METALS", "ATOMDB_SHA256", "ATOMDB_URL",
@@ -373,7 +373,7 @@ class TemplateSpectrum:
                 except ValueError:
                     pass
         if len(params) < 3:
-            from .presets import component_presets
+            from ..calib.presets import component_presets
             a = component_presets("A").apec
             params = {"kt": a.kt, "abundanc": a.abundanc, "redshift": a.redshift, **params}
         self.params = params

@@ -24,12 +24,12 @@ import weakref
 from collections import OrderedDict
 
 import numpy as np
-from numba import njit
 
+from ..calib.presets import ComponentPresets, component_presets
 from ..errors import NuskybgdError
-from . import kernels
+from ..kernels import spectral as kernels
+from ..kernels.fold import fold_compressed
 from .apec import apec_spectrum
-from .presets import ComponentPresets, component_presets
 from .responses import apbgd_arf as make_apbgd_arf
 from .responses import check_same_grid, diag_rmf, energy_grid
 from .responses import fcxb_arf as bundle_fcxb_arf
@@ -120,29 +120,6 @@ def component_spectra(energ_lo, energ_hi, presets):
     return out
 
 
-@njit(cache=True)
-def _fold_groups(spectra_t, n_grp, f_chan, n_chan, values, n_out, offset):
-    """Fold k spectra (columns of spectra_t, shape (n_energy, k)) in one pass
-    over a compressed OGIP matrix; returns (n_out, k)."""
-    k = spectra_t.shape[1]
-    out = np.zeros((n_out, k))
-    g = 0
-    v = 0
-    for i in range(spectra_t.shape[0]):
-        s = spectra_t[i]
-        for _ in range(n_grp[i]):
-            c0 = f_chan[g] - offset
-            n = n_chan[g]
-            g += 1
-            for j in range(n):
-                val = values[v]
-                v += 1
-                row = out[c0 + j]
-                for q in range(k):
-                    row[q] += val * s[q]
-    return out
-
-
 def fold_spectra(rmf, spectra):
     """Fold several spectra through one RMF.
 
@@ -183,7 +160,7 @@ def fold_spectra(rmf, spectra):
             raise NuskybgdError(f"{rmf.name}: inconsistent RMF groups (N_GRP/F_CHAN/N_CHAN/MATRIX)")
         if f_chan.size and (np.min(f_chan - offset) < 0 or np.max(f_chan - offset + n_chan) > n_out):
             raise NuskybgdError(f"{rmf.name}: RMF groups run outside channels {offset}..{offset + n_out - 1}")
-        return _fold_groups(np.ascontiguousarray(spectra.T), n_grp, f_chan, n_chan, values, n_out, offset).T.copy()
+        return fold_compressed(np.ascontiguousarray(spectra.T), n_grp, f_chan, n_chan, values, n_out, offset).T.copy()
     matrix = rmf[2]
     if matrix.shape[0] != spectra.shape[1]:
         raise NuskybgdError(f"RMF matrix has {matrix.shape[0]} energy rows, spectra have {spectra.shape[1]} bins")
@@ -192,8 +169,27 @@ def fold_spectra(rmf, spectra):
     return spectra @ np.asarray(matrix, float)
 
 
-def _rmf_info(rmf):
-    """(energ_lo, energ_hi, n_chan, first_channel, identity object) of an RMF."""
+def rmf_info(rmf):
+    """Energy grid, channel count and identity of an RMF.
+
+    Parameters
+    ----------
+    rmf : sherpa.astro.data.DataRMF or tuple
+        A Sherpa RMF or ``(energ_lo, energ_hi, matrix)`` with a 2-D
+        ``(n_energy, n_chan)`` matrix (dense or scipy sparse).
+
+    Returns
+    -------
+    tuple
+        ``(energ_lo, energ_hi, n_chan, first_channel, identity)``: energy bin
+        edges (keV), number of channels, first channel number and the object
+        whose identity keys the template cache.
+
+    Raises
+    ------
+    NuskybgdError
+        For a malformed tuple or a matrix that does not match the grid.
+    """
     lo, hi = energy_grid(rmf)
     if hasattr(rmf, "apply_rmf"):
         return lo, hi, int(rmf.detchans), int(getattr(rmf, "offset", 0)), rmf
@@ -239,7 +235,7 @@ def component_templates(rmf, module, det_fractions, exposure, presets=None, cald
     presets : ComponentPresets or dict, optional
         Shapes: a :class:`ComponentPresets`, or a parsed ``ratios.json``
         dict; default the bundle's presets for ``module``.
-    caldb : nuskybgd.caldb.Caldb or str, optional
+    caldb : nuskybgd.calib.caldb.Caldb or str, optional
         CALDB for DETABS/BEABS (default ``$CALDB``); not needed when
         ``apbgd_arf`` or ``detabs_file`` is given.
     apbgd_arf, fcxb_arf : DataARF, optional
@@ -277,7 +273,7 @@ def component_templates(rmf, module, det_fractions, exposure, presets=None, cald
     if frac.size != 4 or not np.all(np.isfinite(frac)) or np.any(frac < 0) or frac.sum() <= 0:
         raise NuskybgdError(f"detector fractions {list(frac)}: need 4 finite values >= 0 with a positive sum")
     frac = frac / frac.sum()
-    lo, hi, n_chan, first, ident = _rmf_info(rmf)
+    lo, hi, n_chan, first, ident = rmf_info(rmf)
     key = (id(ident), presets, tuple(np.round(frac, 12)), str(caldb), str(date), str(detabs_file), str(be_file),
            _response_id(apbgd_arf), _response_id(fcxb_arf), _response_id(diag))
     hit = _CACHE.get(key)
@@ -311,7 +307,7 @@ def _fold_all(rmf, lo, hi, n_chan, presets, frac, caldb, apbgd_arf, fcxb_arf, di
         check_same_grid(fcxb_arf.energ_lo, fcxb_arf.energ_hi, lo, hi, "fCXB ARF", "the spectrum's RMF")
     if diag is None:
         diag = diag_rmf()
-    dlo, dhi, d_chan, _, _ = _rmf_info(diag)
+    dlo, dhi, d_chan, _, _ = rmf_info(diag)
     check_same_grid(dlo, dhi, lo, hi, "diag.rmf", "the spectrum's RMF")
     if d_chan != n_chan:
         raise NuskybgdError(f"diag.rmf has {d_chan} channels but the spectrum's RMF {n_chan}; "

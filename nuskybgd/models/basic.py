@@ -32,7 +32,7 @@ from sherpa.models.model import ArithmeticModel, CompositeModel, modelCacher1d
 from sherpa.models.parameter import Parameter, hugeval
 
 from ..errors import NuskybgdError
-from . import kernels
+from ..kernels import spectral as kernels
 from .apec import apec_spectrum
 
 __all__ = ["cutoffpl", "bknpower", "lorentz", "apec", "lorentz_lines", "TemplateCountsModel",
@@ -81,7 +81,7 @@ class cutoffpl(_XSAdditive):
     .. math:: A(E) = K E^{-\alpha} \exp(-E/\beta)
 
     integrated over each bin as XSPEC does it (see
-    :func:`nuskybgd.models.kernels.cutoffpl_integral`).
+    :func:`nuskybgd.kernels.spectral.cutoffpl_integral`).
     """
 
     def __init__(self, name="cutoffpl"):
@@ -335,10 +335,10 @@ class FoldedModel(CompositeModel, ArithmeticModel):
     """
 
     def __init__(self, model, rmf, arf=None, exposure=1.0, name=None):
-        from .background import _rmf_info
+        from .background import rmf_info
         from .responses import check_same_grid
 
-        lo, hi, n_chan, first, _ = _rmf_info(rmf)
+        lo, hi, n_chan, first, _ = rmf_info(rmf)
         exposure = float(exposure)
         if not (np.isfinite(exposure) and exposure > 0):
             raise NuskybgdError(f"exposure must be a positive number of seconds (got {exposure!r})")

@@ -18,7 +18,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..auxil import auxil_path
+from ..calib.auxil import auxil_path
+from ..constants import module_letter
 from ..errors import NuskybgdError
 
 __all__ = [
@@ -50,7 +51,7 @@ def energy_grid(rmf_or_grid, what="RMF"):
     energ_lo, energ_hi : numpy.ndarray
         float64 bin edges (keV), validated (increasing, finite).
     """
-    from .kernels import check_energy_bins
+    from ..kernels.spectral import check_energy_bins
 
     if hasattr(rmf_or_grid, "energ_lo"):
         lo, hi = rmf_or_grid.energ_lo, rmf_or_grid.energ_hi
@@ -116,7 +117,7 @@ def _caldb(caldb):
             return None
         caldb = root
     if isinstance(caldb, (str, os.PathLike)):
-        from ..caldb import Caldb
+        from ..calib.caldb import Caldb
         return Caldb(caldb)
     return caldb
 
@@ -148,7 +149,7 @@ def be_transmission(module, caldb=None, date=None, be_file=None):
     ----------
     module : str
         ``"A"`` or ``"B"``.
-    caldb : nuskybgd.caldb.Caldb or str or None
+    caldb : nuskybgd.calib.caldb.Caldb or str or None
         CALDB (or its root); default ``$CALDB``. Its ``BEABS`` file (column
         ``ATT``) is used when present.
     date : str, optional
@@ -190,7 +191,7 @@ def detabs_tables(module, caldb=None, date=None, detabs_file=None):
     ----------
     module : str
         ``"A"`` or ``"B"``.
-    caldb : nuskybgd.caldb.Caldb or str or None
+    caldb : nuskybgd.calib.caldb.Caldb or str or None
         CALDB (default ``$CALDB``), queried for ``DETABS`` per detector.
     date : str, optional
         Observation date.
@@ -231,8 +232,8 @@ def detabs_tables(module, caldb=None, date=None, detabs_file=None):
 
 @lru_cache(maxsize=32)
 def _read_detabs(path, mtime, detector):
-    """``nuskybgd.absrmf.read_detabs``, cached per file version and detector."""
-    from ..absrmf import read_detabs
+    """``nuskybgd.io.detabs.read_detabs``, cached per file version and detector."""
+    from ..io.detabs import read_detabs
 
     return read_detabs(path, detector)
 
@@ -275,7 +276,7 @@ def apbgd_arf(module, det_fractions, caldb=None, rmf=None, date=None, detabs_fil
         ``"A"`` or ``"B"``.
     det_fractions : array_like, shape (4,)
         Region area on DET0..DET3 (normalised here).
-    caldb : nuskybgd.caldb.Caldb or str or None
+    caldb : nuskybgd.calib.caldb.Caldb or str or None
         CALDB for DETABS and BEABS (default ``$CALDB``).
     rmf : DataRMF or tuple, optional
         The spectrum's RMF (or ``(energ_lo, energ_hi)``); the ARF must share
@@ -298,7 +299,7 @@ def apbgd_arf(module, det_fractions, caldb=None, rmf=None, date=None, detabs_fil
     """
     from sherpa.astro.data import DataARF
 
-    module = _module(module)
+    module = module_letter(module)
     dlo, dhi, tabs = detabs_tables(module, caldb, date, detabs_file)
     blo, bhi, be = be_transmission(module, caldb, date, be_file)
     # be.arf (and CALDB copies of it) hold the standard grid rounded to 3 digits
@@ -335,21 +336,12 @@ def write_apbgd_arf(path, arf, module, det_fractions=None, clobber=False):
     """
     from ..io.ogip import write_arf
 
-    module = _module(module)
+    module = module_letter(module)
     header = {"INSTRUME": f"FPM{module}", "COMMENT": "nuskybgd apbgd ARF: Be transmission x sum_k frac_k DETABS_k"}
     if det_fractions is not None:
         for k, f in enumerate(_fractions(det_fractions)):
             header[f"DETFRAC{k}"] = float(f)
     return write_arf(path, arf.energ_lo, arf.energ_hi, arf.specresp, header=header, clobber=clobber)
-
-
-def _module(module):
-    m = str(module).strip().upper()
-    if m in ("FPMA", "FPMB"):
-        m = m[-1]
-    if m not in ("A", "B"):
-        raise NuskybgdError(f"module must be A or B (got {module!r})")
-    return m
 
 
 @lru_cache(maxsize=4)
@@ -373,7 +365,7 @@ def fcxb_arf(module, rmf=None):
     sherpa.astro.data.DataARF
         Effective area (cm^2) of the focused cosmic X-ray background.
     """
-    module = _module(module)
+    module = module_letter(module)
     arf = _bundle_arf(f"fcxb{module}.arf")
     if rmf is not None:
         rlo, rhi = energy_grid(rmf)

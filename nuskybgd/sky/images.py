@@ -6,6 +6,7 @@ import math
 import numpy as np
 from astropy.io import fits
 
+from ..constants import PI_GAIN, PI_OFFSET
 from ..errors import NuskybgdError
 
 __all__ = ["pi_range", "counts_image", "COPY_KEYWORDS"]
@@ -18,9 +19,6 @@ COPY_KEYWORDS = (
     "RA_PNT", "DEC_PNT", "PA_PNT", "EQUINOX", "RADESYS", "RADECSYS", "TIMESYS", "MJDREFI", "MJDREFF",
     "TSTART", "TSTOP", "DATE-OBS", "DATE-END", "ONTIME", "LIVETIME", "EXPOSURE", "DEADC",
 )
-
-#: PI -> energy: E = PI_OFFSET + PI_GAIN * PI keV (low edge of the channel).
-PI_OFFSET, PI_GAIN = 1.6, 0.04
 
 
 def pi_range(emin, emax):

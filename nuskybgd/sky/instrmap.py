@@ -15,15 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..constants import DET1_SIZE
 from ..errors import NuskybgdError
 
 __all__ = [
-    "GRADE_WEIGHTS", "DET1_SIZE", "PixposTable", "PixelMap", "pixel_map",
+    "GRADE_WEIGHTS", "PixelMap", "pixel_map",
     "bad_pixel_list", "instrument_map",
 ]
-
-#: DET1 image size, pixels (360x360 of 0.12096 mm).
-DET1_SIZE = 360
 
 #: Relative frequency of event grades 0..26 (the original's weights, from an
 #: NGC 253 observation); grades above 26 are not used.
@@ -35,34 +33,6 @@ GRADE_WEIGHTS = np.array([
     0.00169704, 0.00189220, 0.00160371, 0.00150188, 0.00168007,
     0.000296983, 0.000364864,
 ])
-
-
-@dataclass
-class PixposTable:
-    """One PIXPOS extension (one detector) as arrays.
-
-    Attributes
-    ----------
-    det : int
-        Detector 0..3.
-    rawx, rawy : ndarray of int
-        Raw pixel 0..31.
-    grade : ndarray of int
-        Event grade.
-    ref_det1x, ref_det1y : ndarray of int
-        DET1 position (1-based, as in the file) of the lower-left corner of
-        the 7x7 PDF; -1 when the row has no calibration.
-    pdf : ndarray of float, shape (n, 7, 7)
-        Probability of DET1 pixel [ref_det1y + r, ref_det1x + c] at [r, c].
-    """
-
-    det: int
-    rawx: np.ndarray
-    rawy: np.ndarray
-    grade: np.ndarray
-    ref_det1x: np.ndarray
-    ref_det1y: np.ndarray
-    pdf: np.ndarray
 
 
 @dataclass

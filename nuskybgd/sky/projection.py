@@ -29,8 +29,8 @@ import numba
 import numpy as np
 from astropy.wcs import WCS, FITSFixedWarning
 
+from ..constants import DET1_PIXEL_MM, DET1_SIZE, module_letter
 from ..errors import NuskybgdError
-from .instrmap import DET1_SIZE
 
 __all__ = [
     "SKY_SIZE", "DET1_PIXEL_MM", "DET1_REF", "NUDGE", "APERTURE_CROP",
@@ -43,8 +43,6 @@ log = logging.getLogger("nuskybgd")
 
 #: Sky image size, pixels (1000x1000 of 2.45810736").
 SKY_SIZE = 1000
-#: DET1 pixel size, mm.
-DET1_PIXEL_MM = 0.12096
 #: DET1 pixel (x, y) that sits at the reference point (the aspect position).
 DET1_REF = 350
 #: Aspect-smearing nudge in DET1-aligned pixels (x, y), before rotation.
@@ -204,9 +202,9 @@ def aperture_image(module, bundle_image=None, params=None):
         ``"A"`` or ``"B"``.
     bundle_image : ndarray, optional
         The bundle's ``det{A,B}_det1.img.gz`` image (read through
-        :mod:`nuskybgd.auxil` when omitted).
+        :mod:`nuskybgd.calib.auxil` when omitted).
     params : dict, optional
-        The module's entry of :func:`nuskybgd.auxil.load_nomapbgdparams`.
+        The module's entry of :func:`nuskybgd.calib.auxil.load_nomapbgdparams`.
 
     Returns
     -------
@@ -221,9 +219,9 @@ def aperture_image(module, bundle_image=None, params=None):
         Unknown module, non-zero rotation (not used by the bundle), wrong
         image size.
     """
-    module = _check_module(module)
+    module = module_letter(module)
     if params is None or bundle_image is None:
-        from ..auxil import auxil_path, load_nomapbgdparams
+        from ..calib.auxil import auxil_path, load_nomapbgdparams
         if params is None:
             params = load_nomapbgdparams()[module]
         if bundle_image is None:
@@ -277,15 +275,6 @@ def wrapped_bilinear_shift(image, sy, sx):
     right = np.roll(base, -1, axis=1)
     rows = (1.0 - tx) * base + tx * right
     return (1.0 - ty) * rows + ty * np.roll(rows, -1, axis=0)
-
-
-def _check_module(module):
-    m = str(module).strip().upper()
-    if m in ("FPMA", "FPMB"):
-        m = m[-1]
-    if m not in ("A", "B"):
-        raise NuskybgdError(f"unknown module {module!r}: expected A or B")
-    return m
 
 
 def check_reference_header(header, path=None):
@@ -567,7 +556,7 @@ def project_background(ref_header, module, instrmap, aspect, detectors=(1, 2, 3,
         Unknown module, bad reference header, aspect histogram without
         exposure, bad instrument map, no detector requested.
     """
-    module = _check_module(module)
+    module = module_letter(module)
     pa = check_reference_header(ref_header, path)
     dets = tuple(sorted(set(int(d) for d in detectors)))
     if not dets:

@@ -49,7 +49,8 @@ def _fractions(text):
 def run(args):
     """Run ``nuskybgd absrmf``."""
     import logging
-    from ..absrmf import make_absrmf
+
+    from ..products.absrmf import make_absrmf
     names = make_absrmf(args.evtfile, args.outprefix, rmffile=args.rmffile,
                         detabsfile=args.detabsfile, fractions=_fractions(args.fractions),
                         clobber=args.clobber)

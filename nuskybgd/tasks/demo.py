@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
 import logging
 import os
@@ -44,10 +46,13 @@ def add_arguments(parser):
 
 def _task(name, argv):
     """Run a task in this process (its library code, exceptions propagate)."""
-    from ..cli import build_parser
-    parser = build_parser()
-    args = parser.parse_args([name, *map(str, argv)])
-    rc = args._task_run(args)
+    mod = importlib.import_module(f"nuskybgd.tasks.{name}")
+    parser = argparse.ArgumentParser(prog=f"nuskybgd {name}")
+    mod.add_arguments(parser)
+    if not any("--clobber" in a.option_strings for a in parser._actions):
+        parser.add_argument("--clobber", action="store_true")
+    args = parser.parse_args([*map(str, argv)])
+    rc = mod.run(args)
     if rc:
         raise NuskybgdError(f"demo: step {name} failed (exit {rc})")
 
@@ -57,9 +62,9 @@ def step_simulate(outdir, seed=1, exposure=50000.0, clobber=False):
 
     Returns
     -------
-    nuskybgd.simulate.SimulatedObs
+    nuskybgd.simulate.observation.SimulatedObs
     """
-    from ..simulate import simulate_observation
+    from ..simulate.observation import simulate_observation
     sim_dir = Path(outdir) / "sim"
     return simulate_observation(sim_dir, seed=seed, exposure=exposure, clobber=clobber)
 
@@ -130,7 +135,7 @@ def step_regions(sim, outdir, clobber=False):
 
 def step_extract(sim, regions, outdir, clobber=False):
     """Extract grouped spectra (30 counts per bin). Returns {module: [grouped pha paths]}."""
-    from ..extract import extract_spectrum
+    from ..products.extract import extract_spectrum
     out = {}
     for m, regs in regions.items():
         out[m] = []
@@ -166,7 +171,7 @@ def step_bgdinfo(spectra, regions, images, ap, det, outdir, clobber=False):
 
 def step_fit(bgdinfo, outdir, sim, statistic="cstat", clobber=False):
     """Fit; returns the :class:`~nuskybgd.tasks.fit.FitOutputs`."""
-    from ..caldb import Caldb
+    from ..calib.caldb import Caldb
     from .fit import fit_background
     return fit_background(bgdinfo, savefile=str(Path(outdir) / "bgdparams"), statistic=statistic,
                           clobber=clobber, caldb=Caldb(sim.caldb))
@@ -219,10 +224,10 @@ def demo_environment():
     user cache holds the calibration bundle, and no AtomDB or apec template
     is configured, the copies in that folder are used (and said so).
     """
-    from ..auxil import auxil_path
-    from ..simulate import _shared_root
+    from ..calib.auxil import auxil_path
+    from ..simulate.observation import shared_root
     try:
-        shared = _shared_root()
+        shared = shared_root()
     except NuskybgdError:
         return  # simulate will say what is missing
     try:
@@ -280,7 +285,7 @@ def run(args):
           f"std {pulls.std():.2f} over {pulls.size} norms; total {time.perf_counter() - t0:.1f} s")
     print("outputs: " + ", ".join(str(p) for k, p in fit.paths.items() if k != "arfs" and p is not None))
     # spec, image and simplify on a source region (nuskybgd.fitting.apply)
-    from ..fitting.apply import demo_apply, print_demo_apply
+    from ..analysis.demo import demo_apply, print_demo_apply
     apply_rows = demo_apply(out, info, fit.paths["json"], sim, args.clobber)
     mark("spec, image, simplify")
     print_demo_apply(apply_rows)

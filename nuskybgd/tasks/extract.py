@@ -62,8 +62,9 @@ def run(args):
     """Run ``nuskybgd extract``."""
     import logging
     from pathlib import Path
+
     from ..errors import NuskybgdError
-    from ..extract import extract_spectrum
+    from ..products.extract import extract_spectrum
     reg = args.regfile or args.reg_opt
     if reg is None:
         raise NuskybgdError("extract: no region file given (REG or reg=FILE)")
@@ -77,7 +78,7 @@ def run(args):
     for p in (res.pha, res.rmf, res.grouped):
         log.info("wrote %s", p)
     if args.plot:
-        from ..extract import plot_spectrum
+        from ..products.extract import plot_spectrum
         png = res.grouped.with_suffix(".png")
         plot_spectrum(res, png, clobber=args.clobber)
         log.info("wrote %s", png)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import NuskybgdError
-from ..fitting.bgdinfo import TEMPLATE
+from ..io.bgdinfo import TEMPLATE
 
 SUMMARY = "fit the background model to background-region spectra"
 
@@ -189,17 +189,22 @@ def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=Fals
     Raises
     ------
     NuskybgdError
-        Bad input (see :func:`~nuskybgd.fitting.bgdinfo.load_bgdinfo`,
+        Bad input (see :func:`~nuskybgd.io.bgdinfo.load_bgdinfo`,
         :func:`~nuskybgd.fitting.prepare.load_spectra`), existing outputs.
         Nothing is written in that case.
     """
-    from ..auxil import auxil_path, load_ratios
-    from ..fitting.bgdinfo import load_bgdinfo
+    from ..calib.auxil import auxil_path, load_ratios
     from ..fitting.engine import fit_state
     from ..fitting.export import plot_fit, sherpa_script, state_to_json
     from ..fitting.model import build_background_state
-    from ..fitting.prepare import compute_weights, ignore_ranges, load_spectra, spectrum_data
+    from ..fitting.prepare import (
+        compute_weights,
+        ignore_ranges,
+        load_spectra,
+        spectrum_data,
+    )
     from ..fitting.uncertainty import set_fit_covariance
+    from ..io.bgdinfo import load_bgdinfo
     from ..io.output import atomic_outputs, check_outputs
     from ..io.xcm import format_xcm
     from ..models.background import component_templates

@@ -39,11 +39,12 @@ def add_arguments(parser):
 def run(args):
     """Run ``nuskybgd mkinstrmap``."""
     import logging
+
     from astropy.io import fits
-    from ..caldb import Caldb
+
+    from ..calib.caldb import Caldb
     from ..errors import NuskybgdError
-    from ..io.events import read_badpix
-    from ..io.events import read_events
+    from ..io.events import read_badpix, read_events
     from ..io.output import write_fits
     from ..io.skyfiles import read_instrmap, read_pixpos
     from ..sky.instrmap import bad_pixel_list, instrument_map, pixel_map

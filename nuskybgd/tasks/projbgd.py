@@ -74,12 +74,14 @@ def run(args):
     import logging
     import os
     import time
+
+    from ..constants import module_letter
     from ..io.output import atomic_outputs
     from ..io.skyfiles import image_hdulist, read_image, read_instrmap
     from ..sky.aspect import read_aspect_histogram
-    from ..sky.projection import _check_module, check_reference_header, project_background
+    from ..sky.projection import check_reference_header, project_background
     log = logging.getLogger("nuskybgd")
-    module = _check_module(args.mod)
+    module = module_letter(args.mod)
     dets = _detectors(args.det)
     _, refhdr = read_image(args.refimg, "reference image")
     check_reference_header(refhdr, args.refimg)

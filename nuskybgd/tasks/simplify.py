@@ -32,7 +32,8 @@ def add_arguments(parser):
 def run(args):
     """Run ``nuskybgd simplify``."""
     import logging
-    from ..fitting.apply import run_simplify
+
+    from ..analysis.simplify import run_simplify
     res = run_simplify(args.bgdinfo, args.specfile, savefile=args.savefile, clobber=args.clobber)
     for f in res["files"]:
         logging.getLogger("nuskybgd").info("wrote %s", f)

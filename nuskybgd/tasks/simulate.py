@@ -48,7 +48,8 @@ def add_arguments(parser):
 def run(args):
     """Run ``nuskybgd simulate``."""
     import logging
-    from ..simulate import simulate_observation
+
+    from ..simulate.observation import simulate_observation
     obs = simulate_observation(args.outdir, seed=args.seed, obsid=args.obsid, exposure=args.exposure,
                                pa_pnt=args.pa_pnt, ra=args.ra, dec=args.dec, source=args.source,
                                source_rate=args.source_rate, shared=args.shared, clobber=args.clobber,

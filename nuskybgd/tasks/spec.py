@@ -73,7 +73,8 @@ def _split(text, what):
 def run(args):
     """Run ``nuskybgd spec``."""
     import logging
-    from ..fitting.apply import run_spec
+
+    from ..analysis.spec import run_spec
     log = logging.getLogger("nuskybgd")
     regs = _split(args.regfiles, "source regions")
     phas = _split(args.phafiles, "source spectra")

@@ -17,28 +17,30 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_apply import _chdir, _one_line_error, field  # noqa: F401  (the module-scoped fixture)
 
 from nuskybgd.cli import main
+
+from synthetic_field import chdir, one_line_error
 
 AGREE = []  # (route, module, max relative difference) for the report
 GUIDE_FIT = []  # (gamma, error, norm / true, error) of the guide's Sherpa fit
 
 
 def _arf(m):
-    from nuskybgd.caldb import Caldb
+    from nuskybgd.calib.caldb import Caldb
     return str(Caldb(os.environ["CALDB"]).query("SPECRESP", f"FPM{m}").path)
 
 
 @pytest.fixture(scope="module")
-def exported(field, tmp_path_factory):  # noqa: F811
+def exported(field, tmp_path_factory):
     """spec, simplify and spex on the same source region for both modules."""
     from nuskybgd.analysis.spex import run_spex
-    from nuskybgd.fitting.apply import run_simplify, run_spec
+    from nuskybgd.analysis.simplify import run_simplify
+    from nuskybgd.analysis.spec import run_spec
     out = tmp_path_factory.mktemp("spex")
     d = field["dir"]
     regs, phas = ["src.reg", "src.reg"], ["srcA.pha", "srcB.pha"]
-    with _chdir(d):
+    with chdir(d):
         spec = run_spec("bgdinfo.json", "fit.xcm", regs, phas, savefile=str(out / "bgd_src"), plot=False)
         run_simplify("bgdinfo.json", str(out / "bgd_src.xcm"), savefile=str(out / "bgd_only_src"))
         spex = run_spex("bgdinfo.json", "fit.xcm", regs, phas, arffiles=[_arf(m) for m in "AB"],
@@ -111,7 +113,7 @@ def test_spex_route_reproduces_prediction(exported):
 
 def test_xspec_route_reproduces_prediction(exported):
     pytest.importorskip("xspectrampoline")
-    from test_fit_task import _xspec_counts
+    from xspec_reference import xspec_counts
 
     from nuskybgd.io.xcm import read_xcm
     out = exported["out"]
@@ -119,7 +121,7 @@ def test_xspec_route_reproduces_prediction(exported):
     for k in range(2):
         src = exported["spec"]["sources"][k]
         ref = src["spectrum"]
-        xs = _xspec_counts(st, k, out, src["counts"]["intbgd.apec"])
+        xs = xspec_counts(st, k, out, src["counts"]["intbgd.apec"])
         keep = ref > 1e-8 * ref.max()
         worst = float(np.max(np.abs(xs[keep] - ref[keep]) / ref[keep]))
         AGREE.append(("XSPEC simplify XCM", "AB"[k], worst, float(ref.sum()), float(xs.sum())))
@@ -130,7 +132,7 @@ def test_sherpa_route_reproduces_prediction(exported):
     from sherpa.astro import ui
     out = exported["out"]
     try:
-        with _chdir(out):
+        with chdir(out):
             runpy.run_path("bgd_only_src_sherpa.py")
             for k in range(2):
                 data = ui.get_data(k + 1)
@@ -160,7 +162,8 @@ def test_guide_sherpa_part_fits_an_injected_source(field, exported, tmp_path):  
     from sherpa.astro import ui
     from sherpa.models.basic import PowLaw1D
 
-    from nuskybgd.fitting.apply import run_simplify, run_spec
+    from nuskybgd.analysis.simplify import run_simplify
+    from nuskybgd.analysis.spec import run_spec
     from nuskybgd.io.ogip import read_arf, read_pha, read_rmf, write_pha
     from nuskybgd.models.basic import FoldedModel
     d = field["dir"]
@@ -176,13 +179,13 @@ def test_guide_sherpa_part_fits_an_injected_source(field, exported, tmp_path):  
     write_pha(tmp_path / "srcA.pha", rng.poisson(bkg + ampl * unit), pha.exposure, 1.0,
               header={"INSTRUME": "FPMA", "RESPFILE": str(field["rmfs"]["A"]), "DATE-OBS": "2021-03-14T06:00:00"})
     os.symlink(_arf("A"), tmp_path / "srcA.arf")
-    with _chdir(d):
+    with chdir(d):
         run_spec("bgdinfo.json", "fit.xcm", ["src.reg"], [str(tmp_path / "srcA.pha")],
                  savefile=str(tmp_path / "bgd_src"), plot=False)
     run_simplify(d / "bgdinfo.json", str(tmp_path / "bgd_src.xcm"), savefile=str(tmp_path / "bgd_only_src"))
     ns = {}
     try:
-        with _chdir(tmp_path):
+        with chdir(tmp_path):
             exec(compile(_guide_sherpa_code(), str(GUIDE), "exec"), ns)  # noqa: S102  (the guide's own code)
             res = ns["result"]
             gamma, ampl_fit = ns["src"].gamma.val, ns["src"].ampl.val
@@ -230,15 +233,15 @@ def test_spex_bad_input(field, tmp_path, capsys, case):  # noqa: F811
                   header={"INSTRUME": "FPMB", "RESPFILE": str(field["rmfs"]["A"]), "DATE-OBS": "2021-03-14T06:00:00"})
         argv[4], argv[6] = str(tmp_path / "srcB_rmfA.pha"), _arf("B")
     else:
-        with _chdir(d):
+        with chdir(d):
             assert main(argv) == 0, capsys.readouterr().err
         capsys.readouterr()
         before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
         assert len(before) == 7
-    with _chdir(d):
+    with chdir(d):
         rc = main(argv)
     assert rc != 0
-    msg = _one_line_error(capsys)
+    msg = one_line_error(capsys)
     expect = {"off_images": "out.reg", "off_detectors": "off.reg", "other_module_arf": "is FPMB but its ARF",
               "other_module_rmf": "is FPMB but its RMF", "exists": "exists"}[case]
     assert expect in msg, msg

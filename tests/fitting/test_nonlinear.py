@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from nuskybgd.auxil import load_ratios
+from nuskybgd.calib.auxil import load_ratios
 from nuskybgd.errors import NuskybgdError
 from nuskybgd.fitting.detectors import DETECTOR_AREA_PIX, detector_weights
 from nuskybgd.fitting.engine import LinearModel, SpectrumData, solve

@@ -5,7 +5,7 @@ import pytest
 
 from nuskybgd.errors import NuskybgdError
 from nuskybgd.kernels.gain import check_gain, gain_energies, rebin_integrated
-from nuskybgd.models.kernels import cutoffpl_integral
+from nuskybgd.kernels.spectral import cutoffpl_integral
 
 EDGES = 1.6 + 0.04 * np.arange(4097)
 LO, HI = EDGES[:-1], EDGES[1:]

@@ -1,0 +1,166 @@
+"""Presets of the four background components, from the bundle's ``ratios.json``.
+
+The bundle stores, per module (A/B), the frozen shape parameters of each
+component and per-detector weights (``ifactors``, DET0..DET3) of every
+norm-carrying component; see REFERENCE section 1 and 6.
+"""
+
+from dataclasses import dataclass
+
+from ..constants import module_letter
+from ..errors import NuskybgdError
+from .auxil import load_ratios
+
+__all__ = ["ApbgdPreset", "ApecPreset", "LinePreset", "IntnPreset", "ComponentPresets",
+           "component_presets"]
+
+
+@dataclass(frozen=True)
+class ApbgdPreset:
+    """Aperture background shape (``cutoffpl``); the fCXB shares it."""
+
+    phoindex: float
+    highecut: float  #: keV
+
+
+@dataclass(frozen=True)
+class ApecPreset:
+    """Internal apec continuum of intbgd."""
+
+    kt: float  #: keV
+    abundanc: float
+    redshift: float
+    ifactors: tuple  #: per-detector weights DET0..DET3
+
+
+@dataclass(frozen=True)
+class LinePreset:
+    """One internal Lorentzian line of intbgd."""
+
+    name: str  #: XSPEC component name: lorentz, lorentz_3 ... lorentz_30
+    linee: float  #: keV
+    width: float  #: FWHM, keV
+    ifactors: tuple
+
+
+@dataclass(frozen=True)
+class IntnPreset:
+    """Internal continuum (``bknpower``) folded through the diagonal RMF."""
+
+    phoindx1: float
+    breake: float  #: keV
+    phoindx2: float
+    ifactors: tuple
+
+
+@dataclass(frozen=True)
+class ComponentPresets:
+    """Presets of one module.
+
+    Attributes
+    ----------
+    module : str
+        ``"A"`` or ``"B"``.
+    apbgd : ApbgdPreset
+        cutoffpl shape of the aperture background.
+    apec : ApecPreset
+        apec of intbgd.
+    lines : tuple of LinePreset
+        The 29 Lorentzian lines in ratios.json order.
+    fcxb : ApbgdPreset
+        cutoffpl shape of the fCXB (linked to apbgd in the original).
+    intn : IntnPreset
+        bknpower of the internal continuum.
+    """
+
+    module: str
+    apbgd: ApbgdPreset
+    apec: ApecPreset
+    lines: tuple
+    fcxb: ApbgdPreset
+    intn: IntnPreset
+
+    @property
+    def line_names(self):
+        """Names of the lines (``lorentz``, ``lorentz_3``, ...)."""
+        return tuple(line.name for line in self.lines)
+
+
+def _num(value, what, where):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise NuskybgdError(f"{where}: {what} is not a number ({value!r})") from None
+    if v != v:
+        raise NuskybgdError(f"{where}: {what} is NaN")
+    return v
+
+
+def _ifactors(entry, what, where):
+    f = entry.get("ifactors")
+    if not isinstance(f, (list, tuple)) or len(f) != 4:
+        raise NuskybgdError(f"{where}: {what} needs 4 ifactors (DET0..DET3)")
+    return tuple(_num(x, f"{what} ifactor", where) for x in f)
+
+
+def component_presets(module, ratios=None):
+    """Presets of the four components for one module.
+
+    Parameters
+    ----------
+    module : str
+        ``"A"`` or ``"B"`` (``"FPMA"``/``"FPMB"`` accepted).
+    ratios : dict, optional
+        Parsed ``ratios.json``; default: the bundle's
+        (:func:`nuskybgd.calib.auxil.load_ratios`).
+
+    Returns
+    -------
+    ComponentPresets
+        apbgd (PhoIndex, HighECut in keV), intbgd apec (kT keV, Abundanc,
+        Redshift, ifactors[4]) and 29 lines (name, LineE keV, Width keV,
+        ifactors[4]) in file order, fcxb (apbgd's shape) and intn (PhoIndx1,
+        BreakE keV, PhoIndx2, ifactors[4]).
+
+    Raises
+    ------
+    NuskybgdError
+        For a module other than A/B or a ratios.json lacking an entry.
+    """
+    m = module_letter(module)
+    where = "ratios.json"
+    if ratios is None:
+        ratios = load_ratios()
+    try:
+        models = ratios["models"]
+        cpl = models[0]["components"]["cutoffpl"][m]
+        intbgd = models[1]["components"]
+        bkn = models[3]["components"]["bknpower"][m]
+        apec = intbgd["apec"][m]
+    except (KeyError, IndexError, TypeError) as exc:
+        raise NuskybgdError(f"{where}: missing preset entry {exc} for module {m}") from None
+    apbgd = ApbgdPreset(_num(cpl.get("phoindex"), "apbgd phoindex", where),
+                        _num(cpl.get("highecut"), "apbgd highecut", where))
+    lines = []
+    for name, comp in intbgd.items():
+        if not name.startswith("lorentz"):
+            continue
+        try:
+            e = comp[m]
+        except (KeyError, TypeError):
+            raise NuskybgdError(f"{where}: line {name} has no module {m} entry") from None
+        lines.append(LinePreset(name, _num(e.get("linee"), f"{name} linee", where),
+                                _num(e.get("width"), f"{name} width", where),
+                                _ifactors(e, name, where)))
+    if not lines:
+        raise NuskybgdError(f"{where}: no lorentz lines in the intbgd entry")
+    return ComponentPresets(
+        module=m,
+        apbgd=apbgd,
+        apec=ApecPreset(_num(apec.get("kt"), "apec kt", where), _num(apec.get("abundanc"), "apec abundanc", where),
+                        _num(apec.get("redshift"), "apec redshift", where), _ifactors(apec, "apec", where)),
+        lines=tuple(lines),
+        fcxb=apbgd,
+        intn=IntnPreset(_num(bkn.get("phoindx1"), "intn phoindx1", where), _num(bkn.get("breake"), "intn breake", where),
+                        _num(bkn.get("phoindx2"), "intn phoindx2", where), _ifactors(bkn, "intn", where)),
+    )

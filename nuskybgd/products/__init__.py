@@ -1,0 +1,1 @@
+"""Science products from event files: spectra with responses, absorbed RMFs."""

@@ -1,0 +1,1 @@
+"""Simulated NuSTAR observations (events, aspect, GTIs) and a synthetic CALDB."""

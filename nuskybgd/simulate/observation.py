@@ -1,0 +1,877 @@
+"""Synthetic NuSTAR observations in the NuSTARDAS layout (``nuskybgd simulate``).
+
+The simulation draws events from the four-component background model of
+REFERENCE section 6, placed on the sky with the same DET1 -> sky geometry
+as ``projbgd`` (REFERENCE section 4), so that region weights computed by
+``projbgd`` describe the simulated events up to that section's rounding.
+
+Layout written under ``OUTDIR``::
+
+    event_cl/nu<obsid>A01_cl.evt   EVENTS (+ GTI, 4 x BADPIX), both modules
+    event_cl/nu<obsid>A01_gti.fits STDGTI
+    event_cl/nu<obsid>A_det1.fits  DET1_REFPOINT (aspect track)
+    caldb/                         CALDB tree with caldb.indx (make_caldb)
+    truth.json                     every injected quantity
+
+Background model, per live DET1 pixel p of detector k (instrument map value
+k + 1), expected counts per PI channel for exposure T (s)::
+
+    apbgd : f_ap    * 0.002353/32 * aperture[p] * S_ap,k
+    intbgd: f_c     * ifactor_c[k] / N_live * S_c,k      (apec and 29 lines)
+    fcxb  : f_fcxb  * 0.002353*1.5*(2.45810736*1000/3600)^2 / 1000^2 * S_fcxb,k
+    intn  : f_intn  * ifactor_intn[k] / 599.75 * S_intn,k
+
+where S_x,k is the counts per channel per unit norm of component x folded
+through detector k's response (``component_templates`` with
+``det_fractions`` one-hot on k and exposure T: apbgd through RMF_k x Be x
+DETABS_k, intbgd through RMF_k only, fcxb through RMF_k x fcxb ARF, intn
+through diag.rmf), ``aperture`` the module's DET1 aperture image
+(``aperture_image``) and the f's the injected scale factors (truth.json).
+``N_live`` is the number of live DET1 pixels of the module: the intbgd
+presets are read as the norms of a spectrum of the whole field, because the
+presets taken per pixel would give ~50 counts/s of lines per module, far
+above what NuSTAR records (see REFERENCE section 10 on the mean-norm flaw).
+A region r (mask M_r) therefore holds, in expectation, the norms
+``f_ap * 0.002353/32 * ap_r``, ``f_c * sum_k area_r[k] ifactor_c[k] / N_live``,
+``f_fcxb * 0.002353*1.5*(...)^2 * sum(area_r)/1000^2`` and
+``f_intn * sum_k area_r[k] ifactor_intn[k] / 599.75`` (truth.json lists the
+per-pixel norms ``per_pixel_norm`` so that no formula has to be repeated).
+
+Geometry (0-based index coordinates, pixel centres at integers; event
+columns are these + 1, see docs/DESIGN.md "Pixel conventions"): a sample of
+the reference-point track with X_DET1, Y_DET1 is at the aspect position
+``(ax, ay) = (X_DET1 - 0.5, Y_DET1 - 0.5)``, so that the aspect-histogram pixel
+``floor(X_DET1)`` is centred on it. With ``a = -(PA_PNT + 1 deg)`` and the
+nudge ``n = (2.7 cos(-a) - 0.8 sin(-a), 2.7 sin(-a) + 0.8 cos(-a))`` of
+REFERENCE section 4, projbgd gives the sky pixel (x, y) the DET1 pixel
+``350 + round(R (x - ax + n_x, y - ay + n_y))`` with the symmetric matrix
+``R = [[-cos a, sin a], [sin a, cos a]]`` (R R = identity). The inverse used
+here for an event at DET1 position d (pixel index plus uniform sub-pixel
+jitter in [-0.5, 0.5)) is therefore ``sky = (ax, ay) + R (d - 350) - n``.
+"""
+
+import json
+import logging
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from ..constants import APBGD_FACTOR, ARCMIN2_PIX, FCXB_FACTOR, SKY_PIXEL_ARCSEC
+from ..errors import NuskybgdError
+from ..sky.projection import aspect_nudge, det1_to_sky, rotation_angle, sky_to_det1
+
+__all__ = [
+    "SimulatedObs", "simulate_observation", "plot_overview", "draw_categorical", "SKY_PIXEL_ARCSEC",
+    "FCXB_NORM_PER_PIXEL", "APBGD_NORM_PER_APERTURE", "INTN_PIXELS_PER_UNIT",
+]
+
+log = logging.getLogger("nuskybgd")
+
+#: Sky grid side, pixels.
+SKY_SIZE = 1000
+#: fCXB cutoffpl norm per sky pixel (REFERENCE section 6).
+FCXB_NORM_PER_PIXEL = FCXB_FACTOR
+#: apbgd cutoffpl norm per unit of aperture image (REFERENCE section 6).
+APBGD_NORM_PER_APERTURE = APBGD_FACTOR
+#: intn norm = sum(area * ifactor) / this (REFERENCE section 6).
+INTN_PIXELS_PER_UNIT = ARCMIN2_PIX
+
+_REAL_OBS = "obs_80415201001"
+_REAL_STEM = "nu80415201001"
+
+
+# --------------------------------------------------------------------------
+# Pure geometry and sampling kernels
+# --------------------------------------------------------------------------
+
+def draw_categorical(rng, weights, n):
+    """Draw indices with probability proportional to non-negative weights.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Random generator.
+    weights : ndarray of float
+        Non-negative weights (any shape; flattened).
+    n : int
+        Number of draws.
+
+    Returns
+    -------
+    ndarray of int64
+        Flat indices into ``weights``.
+    """
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    cdf = np.cumsum(w)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    if not cdf[-1] > 0:
+        raise ValueError("all weights are zero")
+    idx = np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right")
+    return np.minimum(idx, w.size - 1).astype(np.int64)
+
+
+# --------------------------------------------------------------------------
+# Result
+# --------------------------------------------------------------------------
+
+@dataclass
+class SimulatedObs:
+    """Files written by :func:`simulate_observation` and what was injected.
+
+    Attributes
+    ----------
+    root : pathlib.Path
+        OUTDIR.
+    obsid : str
+        Observation ID.
+    events, gti, det1 : dict of str to pathlib.Path
+        Per module ("A", "B"): cleaned event file, GTI file, DET1
+        reference-point file.
+    caldb : pathlib.Path
+        CALDB root (set ``$CALDB`` to it).
+    truth_path : pathlib.Path
+        truth.json.
+    truth : dict
+        Its content.
+    """
+
+    root: Path
+    obsid: str
+    events: dict
+    gti: dict
+    det1: dict
+    caldb: Path
+    truth_path: Path
+    truth: dict = field(repr=False)
+    tags_path: Path = None
+
+    def event_components(self, module):
+        """Component index of each event of a module (see truth ``component_order``).
+
+        Parameters
+        ----------
+        module : str
+            ``"A"`` or ``"B"``.
+
+        Returns
+        -------
+        ndarray of int16
+            Index into ``truth["modules"][module]["component_order"]``, in
+            event-file order; ``len(component_order)`` marks source events.
+        """
+        with np.load(self.tags_path) as z:
+            return z[module]
+
+    @property
+    def event_cl(self):
+        """Folder ``OUTDIR/event_cl``."""
+        return self.root / "event_cl"
+
+    def paths(self):
+        """Every file written (list of pathlib.Path, CALDB tree excluded)."""
+        out = [self.truth_path] + ([self.tags_path] if self.tags_path else [])
+        for m in sorted(self.events):
+            out += [self.events[m], self.gti[m], self.det1[m]]
+        return out
+
+
+# --------------------------------------------------------------------------
+# Building blocks with I/O
+# --------------------------------------------------------------------------
+
+def shared_root(shared=None):
+    """The shared data folder holding ``real/obs_80415201001``.
+
+    Parameters
+    ----------
+    shared : str or os.PathLike, optional
+        Use this folder (returned as it is).
+
+    Returns
+    -------
+    pathlib.Path
+        ``shared``, else ``$NUSKYBGD_SHARED``, else a ``shared`` folder beside
+        or inside the repository checkout that holds the real observation.
+
+    Raises
+    ------
+    NuskybgdError
+        When no such folder is found.
+    """
+    if shared is not None:
+        return Path(shared)
+    env = os.environ.get("NUSKYBGD_SHARED")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parents[2]
+    for cand in (here.parent / "shared", here / "shared"):
+        if (cand / "real" / _REAL_OBS).is_dir():
+            return cand
+    raise NuskybgdError("simulate: cannot find the shared data folder with real/obs_80415201001 "
+                        "(set NUSKYBGD_SHARED)")
+
+
+def _load_track(shared, module):
+    """Real GTI-restricted aspect track of obs 80415201001 (time, x, y) and its GTIs."""
+    from ..io.events import read_det1_refpoint, read_gti
+    base = shared / "real" / _REAL_OBS
+    t, x, y, _ = read_det1_refpoint(base / f"{_REAL_STEM}{module}_det1.fits")
+    start, stop = read_gti(base / f"{_REAL_STEM}{module}06_gti.fits")
+    order = np.argsort(t, kind="stable")
+    return t[order], x[order], y[order], start, stop
+
+
+def _dwell(t, start, stop):
+    """Dwell time of each reference-point row (REFERENCE section 2)."""
+    dwell = np.zeros(t.size)
+    dwell[:-1] = np.diff(t)
+    ok = np.zeros(t.size, bool)
+    for s, e in zip(start, stop):
+        ok |= (t >= s) & (t < e)
+    return np.where(ok, dwell, 0.0)
+
+
+def _gti_span(t, dwell, start, stop):
+    """Part of each row's dwell before the end of the GTI holding the row, s."""
+    i = np.clip(np.searchsorted(start, t, side="right") - 1, 0, len(start) - 1)
+    return np.where(dwell > 0, np.minimum(dwell, stop[i] - t), 0.0)
+
+
+def _draw_bad_pixels(rng, pixmap, n_per_det):
+    """A few random live raw pixels per detector declared bad for the whole observation."""
+    bad = {}
+    for k in range(4):
+        raw = np.unique(pixmap.rawpix[(pixmap.det == k) & (pixmap.rawpix >= 0)])
+        pick = rng.choice(raw, size=min(n_per_det, raw.size), replace=False) if raw.size else []
+        bad[k] = sorted(int(p) for p in pick)
+    return bad
+
+
+def _badpix_hdus(bad, module, tstart, tstop):
+    hdus = []
+    for k in range(4):
+        raw = np.array(bad[k], dtype=np.int64)
+        n = raw.size
+        flags = np.zeros((n, 16), dtype=bool)
+        flags[:, -1] = True  # bit 0: bad pixel from the on-ground list
+        cols = [fits.Column(name="RAWX", format="B", unit="pixel", array=(raw % 32).astype(np.uint8)),
+                fits.Column(name="RAWY", format="B", unit="pixel", array=(raw // 32).astype(np.uint8)),
+                fits.Column(name="TIME", format="D", unit="s", array=np.full(n, tstart)),
+                fits.Column(name="TIME_STOP", format="D", unit="s", array=np.full(n, tstop)),
+                fits.Column(name="BADFLAG", format="16X", array=flags)]
+        h = fits.BinTableHDU.from_columns(cols, name="BADPIX")
+        h.header["EXTVER"] = k + 1
+        h.header["HDUCLASS"] = "OGIP"
+        h.header["HDUCLAS1"] = "BADPIX"
+        h.header["TELESCOP"] = "NuSTAR"
+        h.header["INSTRUME"] = f"FPM{module}"
+        h.header["DETNAM"] = f"DET{k}"
+        h.header["TSTART"] = tstart
+        h.header["TSTOP"] = tstop
+        hdus.append(h)
+    return hdus
+
+
+def _gti_hdu(start, stop, header_cards, extname):
+    h = fits.BinTableHDU.from_columns(
+        [fits.Column(name="START", format="D", unit="s", array=np.asarray(start, float)),
+         fits.Column(name="STOP", format="D", unit="s", array=np.asarray(stop, float))], name=extname)
+    h.header["HDUCLASS"] = "OGIP"
+    h.header["HDUCLAS1"] = "GTI"
+    h.header["HDUCLAS2"] = "STANDARD"
+    for k, v in header_cards.items():
+        h.header[k] = v
+    return h
+
+
+def _mission_date(t):
+    from astropy.time import Time, TimeDelta
+    # NuSTAR mission time: seconds since 2010-01-01T00:00:00 UTC (MJDREF in TT).
+    return (Time("2010-01-01T00:00:00", scale="utc") + TimeDelta(float(t), format="sec")).utc.isot[:19]
+
+
+def _powerlaw_flux(elo, ehi, index):
+    """Bin-integrated power law E^-index, photons/cm^2/s per bin for norm 1 (at 1 keV)."""
+    if abs(index - 1.0) < 1e-12:
+        return np.log(ehi / elo)
+    return (ehi ** (1 - index) - elo ** (1 - index)) / (1 - index)
+
+
+# --------------------------------------------------------------------------
+# Main entry
+# --------------------------------------------------------------------------
+
+def simulate_observation(outdir, seed=0, obsid="60001001002", exposure=50000.0, pa_pnt=63.7,
+                         ra=150.1, dec=2.2, source=True, source_rate=0.2, source_offset=(60.0, -45.0),
+                         scale_spread=0.3, bad_pixels_per_det=3, object_name="SIM_FIELD",
+                         date_obs="2021-03-14T06:00:00", shared=None, clobber=False, progress=True,
+                         plot=None):
+    """Simulate a NuSTAR observation (both modules) in the NuSTARDAS layout.
+
+    Parameters
+    ----------
+    outdir : str or os.PathLike
+        Output folder (created if missing); files already there are kept
+        unless ``clobber``.
+    seed : int
+        Random seed: the same seed gives identical files.
+    obsid : str
+        OBS_ID (11 digits).
+    exposure : float
+        Target exposure, s: the real 2.8 ks track of observation 80415201001
+        is stretched in time to give this summed dwell inside the GTIs.
+    pa_pnt : float
+        Roll angle PA_PNT, degrees.
+    ra, dec : float
+        Nominal pointing (RA_NOM/DEC_NOM), degrees; the sky grid's reference
+        pixel 500.5.
+    source : bool
+        Add one point source (power law, King-profile PSF).
+    source_rate : float
+        Source photon rate before the detector gaps, counts/s.
+    source_offset : (float, float)
+        Source position relative to the centre of the detectors' footprint,
+        sky pixels (x, y).
+    scale_spread : float
+        Injected scale factors f are drawn uniformly in [1 - s, 1 + s].
+    bad_pixels_per_det : int
+        Bad raw pixels per detector (written to the BADPIX extensions).
+    object_name : str
+        OBJECT keyword.
+    date_obs : str
+        Start date (UTC); TSTART follows from it.
+    shared : str or os.PathLike, optional
+        Shared data folder (real aspect track, real CALDB pieces); default
+        ``$NUSKYBGD_SHARED`` or ``../shared`` next to the repository.
+    clobber : bool
+        Replace existing files.
+    progress : bool
+        Show a progress bar on stderr.
+    plot : str or os.PathLike, optional
+        Write a quick-look PNG there: counts image of each module (log
+        scale) with the point source marked, and the PI spectrum of each
+        component summed over the field.
+
+    Returns
+    -------
+    SimulatedObs
+        Paths of everything written and the truth dictionary.
+
+    Raises
+    ------
+    NuskybgdError
+        Missing shared data, existing outputs without ``clobber``.
+    """
+    from tqdm import tqdm
+
+    from ..calib.caldb import Caldb
+    from ..calib.presets import component_presets
+    from ..io.events import read_badpix
+    from ..io.ogip import read_rmf
+    from ..io.output import atomic_outputs, check_outputs
+    from ..io.skyfiles import read_instrmap, read_pixpos
+    from ..models.background import component_templates
+    from ..sky.instrmap import bad_pixel_list, instrument_map, pixel_map
+    from ..sky.projection import aperture_image
+    from .caldb import make_caldb
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    (outdir / "event_cl").mkdir(exist_ok=True)
+    shared = shared_root(shared)
+    rng = np.random.default_rng(seed)
+    modules = ("A", "B")
+    ev_paths = {m: outdir / "event_cl" / f"nu{obsid}{m}01_cl.evt" for m in modules}
+    gti_paths = {m: outdir / "event_cl" / f"nu{obsid}{m}01_gti.fits" for m in modules}
+    det1_paths = {m: outdir / "event_cl" / f"nu{obsid}{m}_det1.fits" for m in modules}
+    truth_path = outdir / "truth.json"
+    check_outputs([*ev_paths.values(), *gti_paths.values(), *det1_paths.values(), truth_path,
+                   outdir / "truth_events.npz"], clobber)
+
+    caldb_root = outdir / "caldb"
+    if clobber and caldb_root.exists():
+        shutil.rmtree(caldb_root)
+    if not (caldb_root / "data" / "nustar" / "fpm" / "caldb.indx").exists():
+        make_caldb(caldb_root, shared_caldb=shared / "caldb" / "nustar", progress=progress)
+    caldb = Caldb(caldb_root)
+
+    from astropy.time import Time
+    tstart = float((Time(date_obs, scale="utc") - Time("2010-01-01T00:00:00", scale="utc")).sec)
+    tstart = math.floor(tstart)
+    truth = {
+        "seed": int(seed), "obsid": obsid, "object": object_name, "pa_pnt": pa_pnt, "ra_nom": ra,
+        "dec_nom": dec, "date_obs": date_obs, "sky_pixel_arcsec": SKY_PIXEL_ARCSEC,
+        "geometry": {
+            "aspect_position": "ax = X_DET1 - 0.5, ay = Y_DET1 - 0.5 (0-based sky index coordinates)",
+            "det1_to_sky": "sky = (ax, ay) + R (d - 350) - nudge; R = [[-cos a, sin a], [sin a, cos a]], "
+                           "a = -(PA_PNT + 1 deg); event X/Y = sky + 1",
+            "nudge": list(aspect_nudge(rotation_angle(pa_pnt))),
+        },
+        "model": {
+            "apbgd": "per live pixel norm f_ap * 0.002353/32 * aperture[p]",
+            "intbgd": "per live pixel of detector k: f_c * ifactor_c[k] / n_live",
+            "fcxb": "per live pixel: f_fcxb * 0.002353*1.5*(2.45810736*1000/3600)^2/1000^2",
+            "intn": "per live pixel of detector k: f_intn * ifactor_intn[k] / 599.75",
+            "region_norms": "norm_r = sum over the region's DET1 pixels of per_pixel_norm "
+                            "(= sum_k area_r[k] * per_pixel_norm[k] for the detector-uniform components; "
+                            "apbgd: f_ap * 0.002353/32 * ap_r)",
+        },
+        "modules": {},
+    }
+
+    # Time axis common to both modules: the real track stretched in time.
+    tracks = {m: _load_track(shared, m) for m in modules}
+    t_a, _, _, s_a, e_a = tracks["A"]
+    real_exposure = _dwell(t_a, s_a, e_a).sum()
+    stretch = float(exposure) / real_exposure
+    t0 = t_a[0]
+
+    outputs = {}
+    ebar = tqdm(total=len(modules) * 8, desc="simulate", unit="step", disable=not progress, leave=False)
+    for m in modules:
+        t_real, x_real, y_real, gs_real, ge_real = tracks[m]
+        t = tstart + (t_real - t0) * stretch
+        gs = tstart + (gs_real - t0) * stretch
+        ge = tstart + (ge_real - t0) * stretch
+        dwell = _dwell(t, gs, ge)
+        expo = float(dwell.sum())
+        span = _gti_span(t, dwell, gs, ge)
+
+        # Instrument and pixel maps from the simulated CALDB; bad pixels drawn here.
+        date = date_obs
+        pix = caldb.query("PIXPOS", f"FPM{m}", date=date)
+        pixmap = pixel_map(read_pixpos(pix.path))
+        imap_file = caldb.query("INSTRMAP", f"FPM{m}", date=date)
+        cal_imap, _ = read_instrmap(imap_file.path, "CALDB INSTRMAP")
+        bad = _draw_bad_pixels(rng, pixmap, bad_pixels_per_det)
+        bad_set = {(k, p) for k in bad for p in bad[k]}
+        # CALDB bad pixels are applied by mkinstrmap too: include them.
+        bp = caldb.query("BADPIX", f"FPM{m}", date=date)
+        bad_set |= bad_pixel_list(read_badpix(bp.path))
+        imap = instrument_map(cal_imap, pixmap, bad_set)
+        live = imap > 0
+        n_live = int(live.sum())
+        aperture = np.asarray(aperture_image(m), dtype=np.float64)
+        ebar.update()
+
+        # Place the track so that the detectors' footprint is centred on the sky grid.
+        yy, xx = np.nonzero(live)
+        fx, fy = det1_to_sky(xx.mean(), yy.mean(), 0.0, 0.0, pa_pnt)
+        inside = dwell > 0
+        mx = np.median(x_real[inside] - 0.5)
+        my = np.median(y_real[inside] - 0.5)
+        shift_x = round((SKY_SIZE - 1) / 2.0 - float(fx) - mx, 3)
+        shift_y = round((SKY_SIZE - 1) / 2.0 - float(fy) - my, 3)
+        x_det1 = x_real + shift_x
+        y_det1 = y_real + shift_y
+        footprint_centre = ((SKY_SIZE - 1) / 2.0, (SKY_SIZE - 1) / 2.0)
+
+        # Templates per detector (counts per channel per unit norm for this exposure).
+        presets = component_presets(m)
+        rmfs = {}
+        templates = {}
+        for k in range(4):
+            rmf_path = caldb.rmf(f"FPM{m}", f"DET{k}", date=date)
+            rmfs[k] = read_rmf(str(rmf_path))
+            frac = np.zeros(4)
+            frac[k] = 1.0
+            templates[k] = component_templates(rmfs[k], m, frac, expo, presets=presets, caldb=caldb, date=date)
+        ebar.update()
+        names = list(templates[0].keys())
+
+        # Injected scale factors: lines above 19.6 keV share the 19.6 keV line's factor,
+        # so the fit option that ties them by preset ratio stays unbiased.
+        def draw_f():
+            return float(rng.uniform(1 - scale_spread, 1 + scale_spread))
+        f = {}
+        high_lines = []
+        for name in names:
+            if name.startswith("intbgd.lorentz"):
+                e0 = _line_energy(presets, name)
+                if e0 is not None and e0 > 19.7:
+                    high_lines.append(name)
+                    continue
+            f[name] = draw_f()
+        anchor = min((n for n in names if n.startswith("intbgd.lorentz") and n not in high_lines),
+                     key=lambda n: abs((_line_energy(presets, n) or 0) - 19.6464))
+        for name in high_lines:
+            f[name] = f[anchor]
+
+        ifac = {name: _ifactors(presets, name) for name in names}
+        det_mask = [imap == k + 1 for k in range(4)]
+        npix = [int(mk.sum()) for mk in det_mask]
+        per_pixel = {}
+        for name in names:
+            if name == "apbgd":
+                per_pixel[name] = None  # follows the aperture image
+            elif name == "fcxb":
+                per_pixel[name] = [f[name] * FCXB_NORM_PER_PIXEL] * 4
+            elif name == "intn":
+                per_pixel[name] = [f[name] * ifac[name][k] / INTN_PIXELS_PER_UNIT for k in range(4)]
+            else:
+                per_pixel[name] = [f[name] * ifac[name][k] / n_live for k in range(4)]
+
+        # Expected and drawn counts per (component, detector); then positions and channels.
+        cols = {c: [] for c in ("TIME", "PI", "DET_ID", "RAWX", "RAWY", "GRADE", "DET1X", "DET1Y", "X", "Y")}
+        comp_tag = []
+        expected, drawn = {}, {}
+        rowp = dwell / dwell.sum()
+        for name in names:
+            expected[name], drawn[name] = [0.0] * 4, [0] * 4
+            for k in range(4):
+                tmpl = np.clip(np.asarray(templates[k][name], dtype=np.float64), 0, None)
+                if name == "apbgd":
+                    spatial = np.where(det_mask[k], aperture, 0.0)
+                    norm_sum = f[name] * APBGD_NORM_PER_APERTURE * spatial.sum()
+                else:
+                    spatial = det_mask[k].astype(np.float64)
+                    norm_sum = per_pixel[name][k] * npix[k]
+                mu = float(norm_sum * tmpl.sum())
+                n = int(rng.poisson(mu)) if mu > 0 else 0
+                expected[name][k], drawn[name][k] = mu, n
+                if n == 0:
+                    continue
+                p = draw_categorical(rng, spatial, n)
+                py, px = np.divmod(p, spatial.shape[1])
+                chan = draw_categorical(rng, tmpl, n)
+                rows = draw_categorical(rng, rowp, n)
+                _append_events(cols, rng, px, py, chan, rows, k, t, span, x_det1, y_det1, pixmap, pa_pnt)
+                comp_tag.append(np.full(n, names.index(name), np.int16))
+            ebar.update(0)
+        ebar.update()
+
+        # Point source (optional).
+        src_truth = None
+        if source:
+            src_truth = _simulate_source(rng, cols, comp_tag, m, source_rate, footprint_centre, source_offset,
+                                         expo, t, dwell, span, x_det1, y_det1, pa_pnt, imap, pixmap, rmfs,
+                                         len(names), caldb.query("SPECRESP", f"FPM{m}", date=date).path)
+        ebar.update()
+
+        data = {c: np.concatenate(v) if v else np.zeros(0) for c, v in cols.items()}
+        tags = np.concatenate(comp_tag) if comp_tag else np.zeros(0, np.int16)
+        order = np.argsort(data["TIME"], kind="stable")
+        data = {c: v[order] for c, v in data.items()}
+        tags = tags[order]
+        off_grid = ~((data["X"] >= 0.5) & (data["X"] < SKY_SIZE + 0.5) & (data["Y"] >= 0.5)
+                     & (data["Y"] < SKY_SIZE + 0.5))
+        if off_grid.any():
+            raise RuntimeError(f"{int(off_grid.sum())} simulated events fell off the sky grid")
+        outputs[m] = dict(data=data, tags=tags, t=t, gs=gs, ge=ge, x_det1=x_det1, y_det1=y_det1, expo=expo,
+                          bad=bad)
+
+        truth["modules"][m] = {
+            "instrume": f"FPM{m}",
+            "exposure": expo,
+            "ontime": float(np.sum(ge - gs)),
+            "time_stretch": stretch,
+            "n_live_pixels": n_live,
+            "live_pixels_per_det": npix,
+            "aperture_sum_per_det": [float(aperture[det_mask[k]].sum()) for k in range(4)],
+            "track_shift_sky_pixels": [shift_x, shift_y],
+            "aspect_median": [float(np.median(x_det1[dwell > 0])), float(np.median(y_det1[dwell > 0]))],
+            "footprint_centre_xy_1based": [footprint_centre[0] + 1, footprint_centre[1] + 1],
+            "bad_pixels": {f"DET{k}": [[p % 32, p // 32] for p in bad[k]] for k in range(4)},
+            "scale_factors": f,
+            "ifactors": {n: ifac[n] for n in names if ifac[n] is not None},
+            "per_pixel_norm": {n: v for n, v in per_pixel.items() if v is not None},
+            "apbgd_norm_per_aperture": f["apbgd"] * APBGD_NORM_PER_APERTURE,
+            "expected_counts": expected,
+            "drawn_counts": drawn,
+            "component_order": names,
+            "rmf": {f"DET{k}": str(Path(caldb.rmf(f"FPM{m}", f"DET{k}", date=date)).resolve()
+                                   .relative_to(caldb_root.resolve())) for k in range(4)},
+            "source": src_truth,
+            "n_events": int(data["TIME"].size),
+            "event_components": "truth_events.npz: array <module> = index into component_order "
+                                "(len(component_order) = point source) of each event, in file order",
+        }
+        ebar.update()
+
+    # Write all files (all-or-nothing).
+    tags_path = outdir / "truth_events.npz"
+    all_paths = [*ev_paths.values(), *gti_paths.values(), *det1_paths.values(), truth_path, tags_path]
+    with atomic_outputs(all_paths, clobber) as out:
+        for m in modules:
+            o = outputs[m]
+            hdr = _obs_header(m, obsid, object_name, ra, dec, pa_pnt, o, date_obs)
+            _write_events(out[ev_paths[m]], hdr, o, ra, dec, m)
+            _write_gti(out[gti_paths[m]], hdr, o)
+            _write_det1(out[det1_paths[m]], hdr, o)
+            ebar.update()
+        Path(out[truth_path]).write_text(json.dumps(truth, indent=1, default=_json_default))
+        with open(out[tags_path], "wb") as fh:
+            np.savez_compressed(fh, **{m: outputs[m]["tags"] for m in modules})
+    ebar.close()
+    if plot:
+        plot_overview(outputs, truth, plot, clobber=clobber)
+    log.info("simulated observation %s in %s: %s events", obsid, outdir,
+             ", ".join(f"FPM{m} {truth['modules'][m]['n_events']}" for m in modules))
+    return SimulatedObs(root=outdir, obsid=obsid, events=ev_paths, gti=gti_paths, det1=det1_paths,
+                        caldb=caldb_root, truth_path=truth_path, truth=truth, tags_path=tags_path)
+
+
+def plot_overview(outputs, truth, path, clobber=False):
+    """Quick-look figure of a simulation: sky counts images and spectra by component.
+
+    Parameters
+    ----------
+    outputs : dict
+        Per module: ``data`` (event columns) and ``tags`` (component index).
+    truth : dict
+        The truth dictionary (component names, source position).
+    path : str or os.PathLike
+        PNG file to write.
+    clobber : bool
+        Replace an existing file.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..io.output import atomic_outputs
+    mods = sorted(outputs)
+    fig, axes = plt.subplots(2, len(mods), figsize=(6 * len(mods), 10))
+    groups = {"apbgd": "apbgd", "fcxb": "fcxb", "intn": "intn"}
+    for j, m in enumerate(mods):
+        d, tags = outputs[m]["data"], outputs[m]["tags"]
+        names = truth["modules"][m]["component_order"]
+        img, _, _ = np.histogram2d(d["Y"], d["X"], bins=250, range=[[0.5, 1000.5], [0.5, 1000.5]])
+        ax = axes[0, j]
+        ax.imshow(np.log10(img + 1), origin="lower", extent=(0.5, 1000.5, 0.5, 1000.5), cmap="magma")
+        src = truth["modules"][m]["source"]
+        if src:
+            ax.plot(src["x"], src["y"], "c+", ms=14)
+        ax.set_title(f"FPM{m}: log10(counts + 1), 4x4-pixel bins")
+        ax.set_xlabel("sky X (pixel)")
+        ax.set_ylabel("sky Y (pixel)")
+        ax = axes[1, j]
+        energy = 1.62 + 0.04 * np.arange(4096)
+        label_of = [groups.get(n, "intbgd") for n in names] + ["source"]
+        for lab in ("apbgd", "intbgd", "fcxb", "intn", "source"):
+            idx = [i for i, n in enumerate(label_of) if n == lab]
+            sel = np.isin(tags, idx)
+            if sel.any():
+                c = np.bincount(d["PI"][sel].astype(np.int64) // 25, minlength=4096 // 25 + 1)
+                ax.step(energy[::25][: c.size], c[: energy[::25].size], where="post", label=lab)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("energy (keV)")
+        ax.set_ylabel("counts per 1 keV")
+        ax.legend()
+    fig.tight_layout()
+    with atomic_outputs([path], clobber) as out:
+        fig.savefig(out[path], format="png", dpi=80)
+    plt.close(fig)
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o).__name__)
+
+
+def _preset_of(presets, name):
+    """Preset entry (object with ``ifactors``, maybe ``linee``) of a template key."""
+    if name == "intbgd.apec":
+        return presets.apec
+    if name.startswith("intbgd."):
+        return next((ln for ln in presets.lines if ln.name == name[len("intbgd."):]), None)
+    if name == "intn":
+        return presets.intn
+    return None
+
+
+def _line_energy(presets, name):
+    e = _preset_of(presets, name)
+    v = getattr(e, "linee", None)
+    return float(v) if v is not None else None
+
+
+def _ifactors(presets, name):
+    e = _preset_of(presets, name)
+    v = getattr(e, "ifactors", None)
+    return [float(x) for x in v] if v is not None else None
+
+
+def _append_events(cols, rng, px, py, chan, rows, det, t, span, x_det1, y_det1, pixmap, pa_pnt):
+    """Turn (DET1 pixel, channel, track row) draws into event columns.
+
+    ``span`` is the part of each row's dwell inside its GTI: event times
+    are uniform in ``[t, t + span)``, so every event lies inside a GTI.
+    """
+    n = px.size
+    jx = rng.random(n) - 0.5
+    jy = rng.random(n) - 0.5
+    ax = x_det1[rows] - 0.5
+    ay = y_det1[rows] - 0.5
+    sx, sy = det1_to_sky(px + jx, py + jy, ax, ay, pa_pnt)
+    time = t[rows] + rng.random(n) * span[rows]
+    raw = pixmap.rawpix[py, px]
+    cols["TIME"].append(time)
+    cols["PI"].append(chan.astype(np.int32))
+    cols["DET_ID"].append(np.full(n, det, np.uint8))
+    cols["RAWX"].append((raw % 32).astype(np.uint8))
+    cols["RAWY"].append((raw // 32).astype(np.uint8))
+    cols["GRADE"].append(np.zeros(n, np.int16))
+    cols["DET1X"].append((px + 1).astype(np.int16))
+    cols["DET1Y"].append((py + 1).astype(np.int16))
+    cols["X"].append(sx + 1.0)
+    cols["Y"].append(sy + 1.0)
+
+
+def _simulate_source(rng, cols, comp_tag, module, rate, centre, offset, expo, t, dwell, span, x_det1, y_det1,
+                     pa_pnt, imap, pixmap, rmfs, tag, arf_path):
+    """A point source: power law through RMF_k x (on-axis ARF), King-profile PSF."""
+    from ..io.ogip import read_arf, rmf_matrix
+    index, r_core, beta, r_max = 1.8, 4.0, 1.5, 150.0
+    xs, ys = centre[0] + offset[0], centre[1] + offset[1]
+    n_photons = int(rng.poisson(rate * expo))
+    rows = draw_categorical(rng, dwell / dwell.sum(), n_photons)
+    # King profile: enclosed fraction F(r) = 1 - (1 + r^2/rc^2)^(1 - beta).
+    u = rng.random(n_photons) * (1 - (1 + (r_max / r_core) ** 2) ** (1 - beta))
+    r = r_core * np.sqrt((1 - u) ** (1.0 / (1 - beta)) - 1)
+    phi = rng.random(n_photons) * 2 * np.pi
+    x = xs + r * np.cos(phi)
+    y = ys + r * np.sin(phi)
+    # projbgd's mapping (nudge included): the inverse of det1_to_sky.
+    nx, ny = aspect_nudge(rotation_angle(pa_pnt))
+    dx, dy = sky_to_det1(x + nx, y + ny, x_det1[rows] - 0.5, y_det1[rows] - 0.5, pa_pnt, rounded=False)
+    ix = np.floor(dx + 0.5).astype(np.int64)
+    iy = np.floor(dy + 0.5).astype(np.int64)
+    on = (ix >= 0) & (ix < imap.shape[1]) & (iy >= 0) & (iy < imap.shape[0])
+    det = np.full(n_photons, -1)
+    det[on] = imap[iy[on], ix[on]] - 1
+    keep = det >= 0
+    arf = read_arf(str(arf_path))
+    counts_per_det = [0] * 4
+    for k in range(4):
+        sel = np.flatnonzero(keep & (det == k))
+        if sel.size == 0:
+            continue
+        rmf = rmfs[k]
+        elo, ehi = np.asarray(rmf.energ_lo, float), np.asarray(rmf.energ_hi, float)
+        area = np.interp(0.5 * (elo + ehi), 0.5 * (np.asarray(arf.energ_lo) + np.asarray(arf.energ_hi)),
+                         np.asarray(arf.specresp, float), left=0.0, right=0.0)
+        spec = _powerlaw_flux(elo, ehi, index) * area
+        folded = spec @ rmf_matrix(rmf)
+        chan = draw_categorical(rng, np.clip(folded, 0, None), sel.size)
+        n = sel.size
+        cols["TIME"].append(t[rows[sel]] + rng.random(n) * span[rows[sel]])
+        cols["PI"].append(chan.astype(np.int32))
+        cols["DET_ID"].append(np.full(n, k, np.uint8))
+        raw = pixmap.rawpix[iy[sel], ix[sel]]
+        cols["RAWX"].append((raw % 32).astype(np.uint8))
+        cols["RAWY"].append((raw // 32).astype(np.uint8))
+        cols["GRADE"].append(np.zeros(n, np.int16))
+        cols["DET1X"].append((ix[sel] + 1).astype(np.int16))
+        cols["DET1Y"].append((iy[sel] + 1).astype(np.int16))
+        cols["X"].append(x[sel] + 1.0)
+        cols["Y"].append(y[sel] + 1.0)
+        comp_tag.append(np.full(n, tag, np.int16))
+        counts_per_det[k] = int(n)
+    return {
+        "x": xs + 1.0, "y": ys + 1.0, "xy_convention": "1-based event X/Y",
+        "photon_index": index, "rate_before_gaps": rate, "n_photons": n_photons,
+        "counts_per_det": counts_per_det, "psf": {"model": "King", "r_core_pix": r_core, "beta": beta,
+                                                 "r_max_pix": r_max},
+        "arf": Path(arf_path).name, "spectrum": "E^-index x ARF(E) folded through RMF_k, shape only",
+    }
+
+
+def _obs_header(module, obsid, object_name, ra, dec, pa_pnt, o, date_obs):
+    tstart, tstop = float(o["t"][0]), float(o["t"][-1])
+    return {
+        "TELESCOP": "NuSTAR", "INSTRUME": f"FPM{module}", "OBS_ID": obsid, "OBJECT": object_name,
+        "TARG_ID": 0, "RA_OBJ": ra, "DEC_OBJ": dec, "RA_NOM": ra, "DEC_NOM": dec, "RA_PNT": ra, "DEC_PNT": dec,
+        "PA_PNT": float(pa_pnt), "EQUINOX": 2000.0, "RADECSYS": "FK5", "TIMESYS": "TT", "MJDREFI": 55197,
+        "MJDREFF": 7.6601852e-04, "TIMEUNIT": "s", "TIMEREF": "LOCAL", "TASSIGN": "SATELLITE",
+        "TSTART": tstart, "TSTOP": tstop, "TELAPSE": tstop - tstart,
+        "DATE-OBS": _mission_date(tstart), "DATE-END": _mission_date(tstop),
+        "ONTIME": float(np.sum(o["ge"] - o["gs"])), "LIVETIME": o["expo"], "EXPOSURE": o["expo"],
+        "DEADC": o["expo"] / float(np.sum(o["ge"] - o["gs"])),
+        "ORIGIN": "nuskybgd", "CREATOR": "nuskybgd simulate",
+    }
+
+
+def _apply(header, cards):
+    for k, v in cards.items():
+        header[k] = v
+
+
+def _write_events(path, cards, o, ra, dec, module):
+    d = o["data"]
+    scale = SKY_PIXEL_ARCSEC / 3600.0
+    cols = [
+        fits.Column(name="TIME", format="D", unit="s", array=d["TIME"]),
+        fits.Column(name="PI", format="J", unit="chan", array=d["PI"].astype(np.int32)),
+        fits.Column(name="DET_ID", format="B", array=d["DET_ID"].astype(np.uint8)),
+        fits.Column(name="RAWX", format="B", unit="pixel", array=d["RAWX"].astype(np.uint8)),
+        fits.Column(name="RAWY", format="B", unit="pixel", array=d["RAWY"].astype(np.uint8)),
+        fits.Column(name="GRADE", format="I", array=d["GRADE"].astype(np.int16)),
+        fits.Column(name="DET1X", format="I", unit="pixel", array=d["DET1X"].astype(np.int16)),
+        fits.Column(name="DET1Y", format="I", unit="pixel", array=d["DET1Y"].astype(np.int16)),
+        fits.Column(name="X", format="E", unit="pixel", array=d["X"].astype(np.float32)),
+        fits.Column(name="Y", format="E", unit="pixel", array=d["Y"].astype(np.float32)),
+    ]
+    ev = fits.BinTableHDU.from_columns(cols, name="EVENTS")
+    h = ev.header
+    h["TLMIN2"], h["TLMAX2"] = 0, 4095
+    h["TLMIN3"], h["TLMAX3"] = 0, 3
+    h["TLMIN4"], h["TLMAX4"] = 0, 31
+    h["TLMIN5"], h["TLMAX5"] = 0, 31
+    h["TLMIN6"], h["TLMAX6"] = 0, 32
+    for n, ctype in ((7, "DET1X"), (8, "DET1Y")):
+        h[f"TLMIN{n}"], h[f"TLMAX{n}"] = 1, 360
+        h[f"TCTYP{n}"], h[f"TCUNI{n}"], h[f"TCDLT{n}"] = ctype, "mm", 0.12096
+    for n, ctype, crval, cdelt in ((9, "RA---TAN", ra, -scale), (10, "DEC--TAN", dec, scale)):
+        h[f"TLMIN{n}"], h[f"TLMAX{n}"] = 1, SKY_SIZE
+        h[f"TCTYP{n}"] = (ctype, "projection")
+        h[f"TCRPX{n}"] = (500.5, "reference pixel (1-based)")
+        h[f"TCRVL{n}"] = (float(crval), "[deg] sky coordinate at the reference pixel")
+        h[f"TCDLT{n}"] = (cdelt, "[deg] pixel size (2.45810736 arcsec)")
+        h[f"TCUNI{n}"] = ("deg", "unit of TCRVL and TCDLT")
+    h["HDUCLASS"] = ("OGIP", "format conforms to OGIP standards")
+    h["HDUCLAS1"] = ("EVENTS", "event extension")
+    h["HDUCLAS2"] = ("ALL", "")
+    _apply(h, cards)
+    h["TSORTKEY"] = "TIME"
+    prim = fits.PrimaryHDU()
+    _apply(prim.header, {k: cards[k] for k in ("TELESCOP", "INSTRUME", "OBS_ID", "OBJECT", "DATE-OBS")})
+    gti = _gti_hdu(o["gs"], o["ge"], {k: cards[k] for k in ("TELESCOP", "INSTRUME", "TSTART", "TSTOP",
+                                                           "TIMESYS", "MJDREFI", "MJDREFF")}, "GTI")
+    bad = _badpix_hdus(o["bad"], module, cards["TSTART"], cards["TSTOP"])
+    fits.HDUList([prim, ev, gti, *bad]).writeto(path, checksum=True)
+
+
+def _write_gti(path, cards, o):
+    prim = fits.PrimaryHDU()
+    _apply(prim.header, {k: cards[k] for k in ("TELESCOP", "INSTRUME", "OBS_ID", "OBJECT")})
+    g = _gti_hdu(o["gs"], o["ge"], {k: cards[k] for k in ("TELESCOP", "INSTRUME", "OBS_ID", "TSTART", "TSTOP",
+                                                         "TIMESYS", "MJDREFI", "MJDREFF", "DATE-OBS",
+                                                         "DATE-END")}, "STDGTI")
+    fits.HDUList([prim, g]).writeto(path, checksum=True)
+
+
+def _write_det1(path, cards, o):
+    cols = [fits.Column(name="TIME", format="1D", unit="s", array=o["t"]),
+            fits.Column(name="X_DET1", format="1D", unit="pixel", array=o["x_det1"]),
+            fits.Column(name="Y_DET1", format="1D", unit="pixel", array=o["y_det1"])]
+    h = fits.BinTableHDU.from_columns(cols, name="DET1_REFPOINT")
+    _apply(h.header, {k: cards[k] for k in ("TELESCOP", "INSTRUME", "OBS_ID", "OBJECT", "TARG_ID", "RA_OBJ",
+                                            "DEC_OBJ", "RA_NOM", "DEC_NOM", "RA_PNT", "DEC_PNT", "PA_PNT",
+                                            "TIMESYS", "MJDREFI", "MJDREFF", "TIMEUNIT", "TSTART", "TSTOP",
+                                            "DATE-OBS", "DATE-END")})
+    h.header["HDUCLASS"] = "OGIP"
+    h.header["HDUCLAS1"] = "TEMPORALDATA"
+    prim = fits.PrimaryHDU()
+    _apply(prim.header, {k: cards[k] for k in ("TELESCOP", "INSTRUME", "OBS_ID", "OBJECT")})
+    fits.HDUList([prim, h]).writeto(path, checksum=True)
