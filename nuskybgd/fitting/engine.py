@@ -27,11 +27,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
 import scipy.linalg
 
 from ..errors import NuskybgdError
+from ..kernels.jit import njit
 from .model import norm_template_key
 
 __all__ = [
@@ -364,7 +364,7 @@ class FitResult:
     history: list = field(default_factory=list)
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _gram_and_grad(A, g1, g2, H, grad, cols):
     """Accumulate H[cols, cols] += A^T diag(g2) A and grad[cols] += A^T g1.
 
@@ -387,7 +387,7 @@ def _gram_and_grad(A, g1, g2, H, grad, cols):
     return H, grad
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _matvec(A, x, cols, b, out):
     """out = A @ x[cols] + b (single thread)."""
     n, c = A.shape

@@ -1,7 +1,8 @@
 """Folding spectra through a compressed OGIP redistribution matrix (numba)."""
 
 import numpy as np
-from numba import njit
+
+from .jit import njit
 
 __all__ = ["fold_compressed"]
 

@@ -23,10 +23,10 @@ XSPEC (so that fits agree with XSPEC bin by bin):
 import math
 
 import numpy as np
-from numba import njit
 from scipy import special
 
 from ..errors import NuskybgdError
+from .jit import njit
 
 __all__ = [
     "check_energy_bins", "cutoffpl_integral", "bknpower_integral",

@@ -25,12 +25,12 @@ import logging
 import warnings
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 from astropy.wcs import WCS, FITSFixedWarning
 
 from ..constants import DET1_PIXEL_MM, DET1_SIZE, module_letter
 from ..errors import NuskybgdError
+from ..kernels.jit import njit
 
 __all__ = [
     "SKY_SIZE", "DET1_PIXEL_MM", "DET1_REF", "NUDGE", "APERTURE_CROP",
@@ -434,7 +434,7 @@ def aspect_kernel(hist_image, x_off, y_off, peak, nudge):
     return dy.astype(np.int64), dx.astype(np.int64), k[r, c]
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def _circular_scatter(src, lo, hi, dy, dx, w, out):  # pragma: no cover - compiled
     ny, nx = src.shape
     ntap = w.size
