@@ -268,6 +268,11 @@ class TemplateCountsModel(ArithmeticModel):
         Initial norm per key (default 1).
     name : str
         Model name.
+    full_grid : bool
+        Return every channel whatever channels are asked for (as Sherpa's
+        response models do), so that the model can be added to a folded
+        source model in ``set_full_model(id, rsp(src) + model)``; the
+        dataset's ``apply_filter`` then filters and groups the sum.
 
     Notes
     -----
@@ -278,7 +283,7 @@ class TemplateCountsModel(ArithmeticModel):
     a response. Use it with ``Fit(pha, model)`` on ungrouped or grouped data.
     """
 
-    def __init__(self, templates, first_channel=None, norms=None, name="bkg"):
+    def __init__(self, templates, first_channel=None, norms=None, name="bkg", full_grid=False):
         keys = list(templates)
         if not keys:
             raise NuskybgdError("TemplateCountsModel: no templates given")
@@ -288,6 +293,7 @@ class TemplateCountsModel(ArithmeticModel):
         self.keys = keys
         self.templates = mat
         self.first_channel = int(getattr(templates, "first_channel", 0) if first_channel is None else first_channel)
+        self.full_grid = bool(full_grid)
         norms = norms or {}
         pars = []
         for k in keys:
@@ -299,7 +305,7 @@ class TemplateCountsModel(ArithmeticModel):
 
     def calc(self, p, *args, **kwargs):
         total = np.asarray(p, float) @ self.templates
-        if not args:
+        if not args or self.full_grid:
             return total
         chan = np.asarray(args[0])
         idx = np.rint(chan).astype(np.int64) - self.first_channel
