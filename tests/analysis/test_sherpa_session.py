@@ -108,10 +108,10 @@ N_SEEDS = 100          # sigma of a mean pull: 0.1, so the +-0.2 bound is a 2-si
 
 @pytest.fixture(scope="module")
 def joint_setup(shared_caldb):
-    from nuskybgd.caldb import Caldb
+    from nuskybgd.calib.caldb import Caldb
     from nuskybgd.io.ogip import read_arf, read_rmf
     from nuskybgd.models.background import component_templates
-    from nuskybgd.models.presets import component_presets
+    from nuskybgd.calib.presets import component_presets
 
     rmf = read_rmf(shared_caldb / "nuAdet3_20100101v002.rmf.gz")
     arf = read_arf(shared_caldb / "nuA20100101v006.arf")
