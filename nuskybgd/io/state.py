@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import NuskybgdError
-from ..parameters import COMPONENT_PARAMS
+from ..parameters import COMPONENT_PARAMS, NORM
 
 __all__ = ["Param", "Link", "Source", "SpectrumEntry", "FitState", "component_labels"]
 
@@ -52,6 +52,8 @@ class Param:
     ----------
     value, delta, hard_min, soft_min, soft_max, hard_max : float
         XSPEC's six numbers; a negative (or zero) ``delta`` means frozen.
+        The defaults are those of an XSPEC norm
+        (:data:`nuskybgd.parameters.NORM`).
     link : Link or None
         Set when the parameter is tied to another one (the six numbers are then
         ignored except ``value``, kept as the current linked value).
@@ -60,11 +62,11 @@ class Param:
     """
 
     value: float
-    delta: float = 0.01
-    hard_min: float = 0.0
-    soft_min: float = 0.0
-    soft_max: float = 1e20
-    hard_max: float = 1e24
+    delta: float = NORM.delta
+    hard_min: float = NORM.hard_min
+    soft_min: float = NORM.soft_min
+    soft_max: float = NORM.soft_max
+    hard_max: float = NORM.hard_max
     link: Link | None = None
     error: float | None = None
 

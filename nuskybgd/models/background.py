@@ -14,7 +14,9 @@ key                       spectral shape (frozen presets)  response
 ``intn``                  bknpower                         diag.rmf
 ========================= =============================== ======================
 
-With frozen shapes the model of a spectrum is ``sum_c norm_c T_c``: the folds
+The photon spectra are evaluated by the Sherpa classes of
+:mod:`nuskybgd.models.basic` (their numba kernels do the work). With frozen
+shapes the model of a spectrum is ``sum_c norm_c T_c``: the folds
 are done once (all RMF components in one pass: the 29 lines come from one
 vectorised kernel call) and cached per (RMF, module, detector fractions,
 presets, responses); the exposure multiplies the cached per-second templates.
@@ -28,13 +30,13 @@ import numpy as np
 from ..calib.presets import ComponentPresets, component_presets
 from ..errors import NuskybgdError
 from ..kernels import spectral as kernels
-from ..kernels.fold import fold_compressed
-from .apec import apec_spectrum
+from .basic import apec, bknpower, cutoffpl, lorentz_lines
+from .folding import fold_spectra, rmf_info
 from .responses import apbgd_arf as make_apbgd_arf
-from .responses import check_same_grid, diag_rmf, energy_grid
+from .responses import check_same_grid, diag_rmf
 from .responses import fcxb_arf as bundle_fcxb_arf
 
-__all__ = ["ComponentTemplates", "component_keys", "component_spectra", "fold_spectra",
+__all__ = ["ComponentTemplates", "component_keys", "component_spectra", "evaluate_model", "fold_spectra", "rmf_info",
            "component_templates", "clear_template_cache"]
 
 
@@ -105,102 +107,62 @@ def component_spectra(energ_lo, energ_hi, presets):
     dict
         key -> photons/cm^2/s per bin (apbgd and fcxb are the same cutoffpl,
         intn is the bknpower), keys as :func:`component_keys`.
-    """
-    lo, hi = kernels.check_energy_bins(energ_lo, energ_hi)
-    out = {}
-    out["apbgd"] = kernels.cutoffpl_integral(lo, hi, presets.apbgd.phoindex, presets.apbgd.highecut)
-    a = presets.apec
-    out["intbgd.apec"] = apec_spectrum(lo, hi, a.kt, a.abundanc, a.redshift)
-    lines = kernels.lorentz_lines(lo, hi, [x.linee for x in presets.lines], [x.width for x in presets.lines])
-    for name, row in zip(presets.line_names, lines):
-        out[f"intbgd.{name}"] = row
-    out["fcxb"] = kernels.cutoffpl_integral(lo, hi, presets.fcxb.phoindex, presets.fcxb.highecut)
-    b = presets.intn
-    out["intn"] = kernels.bknpower_integral(lo, hi, b.phoindx1, b.breake, b.phoindx2)
-    return out
-
-
-def fold_spectra(rmf, spectra):
-    """Fold several spectra through one RMF.
-
-    Parameters
-    ----------
-    rmf : DataRMF or tuple
-        A Sherpa RMF (its compressed N_GRP/F_CHAN/N_CHAN/MATRIX arrays, all
-        energies, whatever channels are noticed) or ``(energ_lo, energ_hi,
-        matrix)`` with a dense or scipy-sparse matrix of shape
-        (n_energy, n_chan).
-    spectra : array_like, shape (k, n_energy)
-        Photons (x area x time) per energy bin.
-
-    Returns
-    -------
-    numpy.ndarray, shape (k, n_chan)
-        Counts per channel.
 
     Notes
     -----
-    For a DataRMF all k spectra are folded in one pass over the compressed
-    matrix (a numba loop; Sherpa's ``rmf_fold`` folds one spectrum per pass,
-    which is ~k times slower for the 32 spectra of the background model and
-    gives the same sums to rounding).
+    Every spectrum is the value of the Sherpa model class of the component
+    (:mod:`nuskybgd.models.basic`: ``cutoffpl``, ``apec``, ``lorentz_lines``,
+    ``bknpower``) with the preset shape and norm 1, so the folded templates
+    are the Sherpa models the user gets, evaluated on the RMF's grid.
     """
-    spectra = np.atleast_2d(np.asarray(spectra, float))
-    if hasattr(rmf, "apply_rmf"):
-        n_e = len(rmf.energ_lo)
-        if spectra.shape[1] != n_e:
-            raise NuskybgdError(f"{rmf.name}: {n_e} energy bins, spectra have {spectra.shape[1]}")
-        n_grp = np.asarray(rmf.n_grp, dtype=np.int64).ravel()
-        f_chan = np.asarray(rmf.f_chan, dtype=np.int64).ravel()
-        n_chan = np.asarray(rmf.n_chan, dtype=np.int64).ravel()
-        values = np.asarray(rmf.matrix, dtype=float).ravel()
-        n_out, offset = int(rmf.detchans), int(rmf.offset)
-        if (n_grp.size != n_e or n_grp.sum() != f_chan.size or n_chan.size != f_chan.size
-                or n_chan.sum() != values.size):
-            raise NuskybgdError(f"{rmf.name}: inconsistent RMF groups (N_GRP/F_CHAN/N_CHAN/MATRIX)")
-        if f_chan.size and (np.min(f_chan - offset) < 0 or np.max(f_chan - offset + n_chan) > n_out):
-            raise NuskybgdError(f"{rmf.name}: RMF groups run outside channels {offset}..{offset + n_out - 1}")
-        return fold_compressed(np.ascontiguousarray(spectra.T), n_grp, f_chan, n_chan, values, n_out, offset).T.copy()
-    matrix = rmf[2]
-    if matrix.shape[0] != spectra.shape[1]:
-        raise NuskybgdError(f"RMF matrix has {matrix.shape[0]} energy rows, spectra have {spectra.shape[1]} bins")
-    if hasattr(matrix, "tocsr"):
-        return np.asarray((matrix.T @ spectra.T).T)
-    return spectra @ np.asarray(matrix, float)
+    lo, hi = kernels.check_energy_bins(energ_lo, energ_hi)
+    ap, fc, a, b = presets.apbgd, presets.fcxb, presets.apec, presets.intn
+    out = {"apbgd": evaluate_model(cutoffpl("apbgd"), lo, hi, PhoIndex=ap.phoindex, HighECut=ap.highecut),
+           "intbgd.apec": evaluate_model(apec("intbgd_apec"), lo, hi, kT=a.kt, Abundanc=a.abundanc,
+                                         Redshift=a.redshift)}
+    lines = lorentz_lines([(x.name, x.linee, x.width) for x in presets.lines], name="intbgd_lines")
+    for name, row in zip(presets.line_names, lines.line_spectra(lo, hi)):
+        out[f"intbgd.{name}"] = row
+    out["fcxb"] = evaluate_model(cutoffpl("fcxb"), lo, hi, PhoIndex=fc.phoindex, HighECut=fc.highecut)
+    out["intn"] = evaluate_model(bknpower("intn"), lo, hi, PhoIndx1=b.phoindx1, BreakE=b.breake,
+                                 PhoIndx2=b.phoindx2)
+    return out
 
 
-def rmf_info(rmf):
-    """Energy grid, channel count and identity of an RMF.
+def evaluate_model(model, energ_lo, energ_hi, **values):
+    """Evaluate a Sherpa model on energy bins after setting some parameters.
 
     Parameters
     ----------
-    rmf : sherpa.astro.data.DataRMF or tuple
-        A Sherpa RMF or ``(energ_lo, energ_hi, matrix)`` with a 2-D
-        ``(n_energy, n_chan)`` matrix (dense or scipy sparse).
+    model : sherpa.models.model.ArithmeticModel
+        E.g. a :class:`~nuskybgd.models.basic.cutoffpl`.
+    energ_lo, energ_hi : numpy.ndarray
+        Bin edges (keV).
+    **values : float
+        Parameter name -> value (e.g. ``PhoIndex=1.29``).
 
     Returns
     -------
-    tuple
-        ``(energ_lo, energ_hi, n_chan, first_channel, identity)``: energy bin
-        edges (keV), number of channels, first channel number and the object
-        whose identity keys the template cache.
+    numpy.ndarray
+        photons/cm^2/s per bin (model's norm).
 
     Raises
     ------
     NuskybgdError
-        For a malformed tuple or a matrix that does not match the grid.
+        A value outside the parameter's hard limits (nuskybgd.parameters);
+        values between the soft and hard limits are accepted (as in XSPEC).
     """
-    lo, hi = energy_grid(rmf)
-    if hasattr(rmf, "apply_rmf"):
-        return lo, hi, int(rmf.detchans), int(getattr(rmf, "offset", 0)), rmf
-    if len(rmf) != 3:
-        raise NuskybgdError("RMF: give a Sherpa DataRMF or (energ_lo, energ_hi, matrix)")
-    matrix = rmf[2]
-    if getattr(matrix, "ndim", 0) != 2:
-        raise NuskybgdError("RMF: the matrix must be 2-D (n_energy, n_chan)")
-    if matrix.shape[0] != lo.size:
-        raise NuskybgdError(f"RMF: matrix has {matrix.shape[0]} rows but the energy grid {lo.size} bins")
-    return lo, hi, int(matrix.shape[1]), 0, matrix
+    for name, value in values.items():
+        par = getattr(model, name)
+        value = float(value)
+        if not par.hard_min <= value <= par.hard_max:
+            raise NuskybgdError(f"{par.fullname} = {value:g}: outside its hard limits "
+                                f"{par.hard_min:g}..{par.hard_max:g}")
+        # XSPEC's soft limits only bound fits: a value between soft and hard
+        # limits is legal, so widen Sherpa's min/max to take it.
+        par.min, par.max = min(par.min, value), max(par.max, value)
+        par.val = value
+    return np.asarray(model(energ_lo, energ_hi), dtype=float)
 
 
 _CACHE = OrderedDict()

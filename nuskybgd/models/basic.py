@@ -4,7 +4,9 @@
 Energy-space models (:class:`cutoffpl`, :class:`bknpower`, :class:`lorentz`,
 :class:`apec`, :class:`lorentz_lines`) take bin edges in keV and return
 photons/cm^2/s per bin, with XSPEC's parameter names, defaults, soft and hard
-limits and units (XSPEC 6.35 ``model.dat``); ``norm`` is the XSPEC norm
+limits and units, generated from the one parameter table
+:mod:`nuskybgd.parameters` (XSPEC 6.35 ``model.dat`` and save files; the fit
+state uses the same table); ``norm`` is the XSPEC norm
 (photons/keV/cm^2/s at 1 keV for the power laws, line flux for lorentz,
 1e-14/(4 pi D^2) int n_e n_H dV for apec)::
 
@@ -29,22 +31,63 @@ here, not by Sherpa):
 import numpy as np
 from sherpa.models.basic import RegriddableModel1D
 from sherpa.models.model import ArithmeticModel, CompositeModel, modelCacher1d
-from sherpa.models.parameter import Parameter, hugeval
+from sherpa.models.parameter import Parameter
 
 from ..errors import NuskybgdError
 from ..kernels import spectral as kernels
+from ..parameters import NORM, component_parameters
 from .apec import apec_spectrum
+from .folding import fold_spectra, rmf_info
+from .responses import check_same_grid
 
 __all__ = ["cutoffpl", "bknpower", "lorentz", "apec", "lorentz_lines", "TemplateCountsModel",
-           "FoldedModel", "parameter_name"]
+           "FoldedModel", "parameter_name", "sherpa_parameters"]
 
 
-def _norm(name):
-    return Parameter(name, "norm", 1.0, 0.0, 1.0e24, hard_min=0.0, hard_max=hugeval)
+def sherpa_parameters(modelname, component, frozen=None, prefix="", suffix=""):
+    """Sherpa ``Parameter`` objects of a component, from the parameter table.
+
+    Parameters
+    ----------
+    modelname : str
+        Name of the Sherpa model instance.
+    component : str
+        Component type of :data:`nuskybgd.parameters.PARAMETERS`.
+    frozen : mapping, optional
+        Parameter name -> frozen flag overriding the table's default.
+    prefix, suffix : str
+        Added around each parameter name (``LineE`` -> ``LineE_lorentz_3``).
+
+    Returns
+    -------
+    list of sherpa.models.parameter.Parameter
+        Value, soft limits (``min``/``max``), hard limits, unit and frozen
+        flag of every parameter, in XSPEC order.
+    """
+    frozen = frozen or {}
+    out = []
+    for spec in component_parameters(component):
+        out.append(Parameter(modelname, f"{prefix}{spec.name}{suffix}", spec.value, spec.soft_min, spec.soft_max,
+                             units=spec.units, frozen=frozen.get(spec.name, spec.frozen),
+                             hard_min=spec.hard_min, hard_max=spec.hard_max))
+    return out
 
 
 class _XSAdditive(RegriddableModel1D):
-    """Bin-integrated model: calc(p, lo, hi) -> norm x kernel(lo, hi, shape params)."""
+    """Bin-integrated model: calc(p, lo, hi) -> norm x kernel(lo, hi, shape params).
+
+    Subclasses name their XSPEC ``component``; the parameters come from the
+    table (:func:`sherpa_parameters`), and ``_shape`` calls the kernel.
+    """
+
+    component = None
+
+    def __init__(self, name=None):
+        name = name or self.component
+        pars = sherpa_parameters(name, self.component)
+        for par in pars:
+            setattr(self, par.name, par)
+        super().__init__(name, tuple(pars))
 
     def _shape(self, pars, lo, hi):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -84,11 +127,7 @@ class cutoffpl(_XSAdditive):
     :func:`nuskybgd.kernels.spectral.cutoffpl_integral`).
     """
 
-    def __init__(self, name="cutoffpl"):
-        self.PhoIndex = Parameter(name, "PhoIndex", 1.0, -2.0, 9.0, hard_min=-3.0, hard_max=10.0)
-        self.HighECut = Parameter(name, "HighECut", 15.0, 1.0, 500.0, units="keV", hard_min=0.01, hard_max=500.0)
-        self.norm = _norm(name)
-        super().__init__(name, (self.PhoIndex, self.HighECut, self.norm))
+    component = "cutoffpl"
 
     def _shape(self, pars, lo, hi):
         return kernels.cutoffpl_integral(lo, hi, pars[0], pars[1])
@@ -113,12 +152,7 @@ class bknpower(_XSAdditive):
     .. math:: A(E) = K E^{-\Gamma_1} (E \le E_b),\quad K E_b^{\Gamma_2-\Gamma_1} E^{-\Gamma_2} (E > E_b)
     """
 
-    def __init__(self, name="bknpower"):
-        self.PhoIndx1 = Parameter(name, "PhoIndx1", 1.0, -2.0, 9.0, hard_min=-3.0, hard_max=10.0)
-        self.BreakE = Parameter(name, "BreakE", 5.0, 0.01, 1.0e6, units="keV", hard_min=0.0, hard_max=1.0e6)
-        self.PhoIndx2 = Parameter(name, "PhoIndx2", 2.0, -2.0, 9.0, hard_min=-3.0, hard_max=10.0)
-        self.norm = _norm(name)
-        super().__init__(name, (self.PhoIndx1, self.BreakE, self.PhoIndx2, self.norm))
+    component = "bknpower"
 
     def _shape(self, pars, lo, hi):
         return kernels.bknpower_integral(lo, hi, pars[0], pars[1], pars[2])
@@ -143,11 +177,7 @@ class lorentz(_XSAdditive):
     over all energies instead).
     """
 
-    def __init__(self, name="lorentz"):
-        self.LineE = Parameter(name, "LineE", 6.5, 0.0, 1.0e6, units="keV", hard_min=0.0, hard_max=1.0e6)
-        self.Width = Parameter(name, "Width", 0.1, 0.0, 10.0, units="keV", hard_min=0.0, hard_max=20.0)
-        self.norm = _norm(name)
-        super().__init__(name, (self.LineE, self.Width, self.norm))
+    component = "lorentz"
 
     def _shape(self, pars, lo, hi):
         return kernels.lorentz_integral(lo, hi, pars[0], pars[1])
@@ -173,12 +203,7 @@ class apec(_XSAdditive):
     ``$NUSKYBGD_APEC_TEMPLATE``) and the algorithm.
     """
 
-    def __init__(self, name="apec"):
-        self.kT = Parameter(name, "kT", 1.0, 0.008, 64.0, units="keV", hard_min=0.008, hard_max=64.0)
-        self.Abundanc = Parameter(name, "Abundanc", 1.0, 0.0, 5.0, frozen=True, hard_min=0.0, hard_max=5.0)
-        self.Redshift = Parameter(name, "Redshift", 0.0, -0.999, 10.0, frozen=True, hard_min=-0.999, hard_max=10.0)
-        self.norm = _norm(name)
-        super().__init__(name, (self.kT, self.Abundanc, self.Redshift, self.norm))
+    component = "apec"
 
     def _shape(self, pars, lo, hi):
         return apec_spectrum(lo, hi, pars[0], pars[1], pars[2])
@@ -226,11 +251,8 @@ class lorentz_lines(RegriddableModel1D):
         self.line_names = [str(n) for n, _, _ in lines]
         pars = []
         for n, e, w in lines:
-            pe = Parameter(name, f"LineE_{n}", float(e), 0.0, 1.0e6, units="keV", frozen=True,
-                           hard_min=0.0, hard_max=1.0e6)
-            pw = Parameter(name, f"Width_{n}", float(w), 0.0, 10.0, units="keV", frozen=True,
-                           hard_min=0.0, hard_max=20.0)
-            pn = Parameter(name, f"norm_{n}", 1.0, 0.0, 1.0e24, hard_min=0.0, hard_max=hugeval)
+            pe, pw, pn = sherpa_parameters(name, "lorentz", frozen={"LineE": True, "Width": True}, suffix=f"_{n}")
+            pe.val, pw.val = float(e), float(w)
             for p in (pe, pw, pn):
                 setattr(self, p.name, p)
             pars += [pe, pw, pn]
@@ -252,6 +274,25 @@ class lorentz_lines(RegriddableModel1D):
             self._shape_key = key
         out = p[:, 2] @ self._shapes
         return np.append(out, 0.0) if pad else out
+
+    def line_spectra(self, energ_lo, energ_hi):
+        """Each line's spectrum at its current energy, width and norm.
+
+        Parameters
+        ----------
+        energ_lo, energ_hi : array_like
+            Energy bin edges (keV).
+
+        Returns
+        -------
+        numpy.ndarray, shape (n_lines, n_bins)
+            photons/cm^2/s per bin of every line; their sum is the model's
+            value (``calc``).
+        """
+        lo, hi = np.asarray(energ_lo, float), np.asarray(energ_hi, float)
+        p = np.asarray([par.val for par in self.pars], float).reshape(-1, 3)
+        self.calc(p.ravel(), lo, hi)  # fills the shape cache
+        return p[:, 2, None] * self._shapes
 
 
 class TemplateCountsModel(ArithmeticModel):
@@ -277,7 +318,7 @@ class TemplateCountsModel(ArithmeticModel):
     Notes
     -----
     One parameter per key (``.`` replaced by ``_``; see
-    :func:`parameter_name`), limits 0..1e24. ``calc(p, channels)`` looks the
+    :func:`parameter_name`), limits of the table's ``norm`` (:data:`nuskybgd.parameters.NORM`). ``calc(p, channels)`` looks the
     values up by channel number, so it works on the noticed channels Sherpa
     passes during fits of a :class:`~sherpa.astro.data.DataPHA` used without
     a response. Use it with ``Fit(pha, model)`` on ungrouped or grouped data.
@@ -297,8 +338,8 @@ class TemplateCountsModel(ArithmeticModel):
         norms = norms or {}
         pars = []
         for k in keys:
-            p = Parameter(name, parameter_name(k), float(norms.get(k, 1.0)), 0.0, 1.0e24,
-                          hard_min=0.0, hard_max=hugeval)
+            p = Parameter(name, parameter_name(k), float(norms.get(k, 1.0)), NORM.soft_min, NORM.soft_max,
+                          hard_min=NORM.hard_min, hard_max=NORM.hard_max)
             setattr(self, p.name, p)
             pars.append(p)
         super().__init__(name, tuple(pars))
@@ -341,9 +382,6 @@ class FoldedModel(CompositeModel, ArithmeticModel):
     """
 
     def __init__(self, model, rmf, arf=None, exposure=1.0, name=None):
-        from .background import rmf_info
-        from .responses import check_same_grid
-
         lo, hi, n_chan, first, _ = rmf_info(rmf)
         exposure = float(exposure)
         if not (np.isfinite(exposure) and exposure > 0):
@@ -362,8 +400,6 @@ class FoldedModel(CompositeModel, ArithmeticModel):
         CompositeModel.__init__(self, name, (model,))
 
     def calc(self, p, *args, **kwargs):
-        from .background import fold_spectra
-
         src = np.asarray(self.model.calc(p, self.energ_lo, self.energ_hi), float) * self._area
         counts = fold_spectra(self.rmf, src[None, :])[0]
         if not args:
