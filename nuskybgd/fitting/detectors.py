@@ -27,7 +27,8 @@ import numpy as np
 from ..errors import NuskybgdError
 from .engine import SpectrumData, bin_mask_from_energy, fit_state, group_ids
 from .model import build_background_state
-from .nonlinear import SpectrumResponse, fit_nonlinear
+from .nonlinear import SpectrumResponse, fit_nonlinear, gain_values
+from .prepare import ignore_ranges
 from .thaw import (
     apply_free_detectors,
     apply_gain,
@@ -219,13 +220,12 @@ def setup_fit(specs, weights, module_area, responses, counts, *, ratios=None, ga
         if not noticed.any():
             raise NuskybgdError(f"{name}: no bin between {emin} and {emax} keV")
         sds.append(SpectrumData(counts=c, templates={}, ids=ids, noticed=noticed, name=str(name)))
-        from .prepare import ignore_ranges
         state.spectra[k].ignore = ignore_ranges(noticed)
     state.info["thawed"] = thawed
     return state, sds, carriers
 
 
-def run_fit(state, sds, responses, statistic="cstat", fit=True, carriers=None, progress=None):
+def run_fit(state, sds, responses, statistic="cstat", fit=True, carriers=None, progress=None, gain_scan=False):
     """Fit (or evaluate) a prepared state with the nonlinear engine.
 
     Parameters
@@ -239,6 +239,8 @@ def run_fit(state, sds, responses, statistic="cstat", fit=True, carriers=None, p
     carriers : dict, optional
         From :func:`~nuskybgd.fitting.thaw.apply_free_detectors`.
     progress : callable, optional
+    gain_scan : bool
+        Start free gains from a coarse scan (:func:`~nuskybgd.fitting.nonlinear.scan_gain`).
 
     Returns
     -------
@@ -246,7 +248,7 @@ def run_fit(state, sds, responses, statistic="cstat", fit=True, carriers=None, p
     """
     presets = state.copy()
     if fit:
-        res = fit_nonlinear(state, sds, responses, statistic, progress=progress)
+        res = fit_nonlinear(state, sds, responses, statistic, progress=progress, gain_scan=gain_scan)
         model = res.model
         nl = res.labels[res.n_norms:]
     else:
@@ -266,7 +268,7 @@ def run_fit(state, sds, responses, statistic="cstat", fit=True, carriers=None, p
 
 def fit_detectors(spectra, *, gain=None, thaw=(), free_detectors=(), emin=3.0, emax=150.0, statistic="cstat",
                   original_norms=False, fit=True, caldb=None, detabs_file=None, be_file=None, ratios=None,
-                  gain_start=(1.0, 0.0), progress=None):
+                  gain_start=(1.0, 0.0), progress=None, gain_scan=None):
     """Fit the background model to whole-detector spectra.
 
     Parameters
@@ -295,6 +297,10 @@ def fit_detectors(spectra, *, gain=None, thaw=(), free_detectors=(), emin=3.0, e
         Starting gain (slope, offset keV).
     progress : callable, optional
         Called with (iteration, statistic).
+    gain_scan : bool, optional
+        Start free gains from a coarse grid scan (default: when ``gain`` is
+        ``fit`` or ``link``; the profiled statistic has several minima when
+        lines are off by more than the resolution).
 
     Returns
     -------
@@ -336,4 +342,104 @@ def fit_detectors(spectra, *, gain=None, thaw=(), free_detectors=(), emin=3.0, e
                                      thaw=thaw, free_detectors=free_detectors, emin=emin, emax=emax,
                                      original_norms=original_norms, gain_start=gain_start)
     state.info["detectors_of_spectra"] = [f"{s.module}{int(s.detector)}" for s in spectra]
-    return run_fit(state, sds, responses, statistic, fit=fit, carriers=carriers, progress=progress)
+    if gain_scan is None:
+        gain_scan = gain in ("fit", "link")
+    return run_fit(state, sds, responses, statistic, fit=fit, carriers=carriers, progress=progress,
+                   gain_scan=gain_scan)
+
+
+def fit_extended(specs, weights, module_area, spectra, arfs, ratios, info, *, statistic="cstat", fit=True,
+                 emin=3.0, emax=150.0, original_norms=False, gain=None, thaw=None, free_detectors=None,
+                 errors=None, progress=None):
+    """The ``nuskybgd fit`` run with gains, thawed shapes or per-detector norms.
+
+    Parameters
+    ----------
+    specs, weights, module_area
+        As :func:`setup_fit`.
+    spectra : list of LoadedSpectrum
+        Spectra with their RMFs.
+    arfs : list of DataARF
+        apbgd ARF of each spectrum.
+    ratios : dict
+        ``ratios.json``.
+    info : BgdInfo
+        For fCXB links and line-ratio ties.
+    statistic, fit, emin, emax, original_norms, gain, thaw
+        As :func:`fit_detectors`.
+    free_detectors : str, optional
+        Comma-separated components; the linked fit is run first for the
+        likelihood-ratio test.
+    errors : str, optional
+        Parameters for profile intervals.
+    progress : callable, optional
+
+    Returns
+    -------
+    (FitState, LinearModel, NonlinearFit or None, list of str)
+        The state, the model at the solution, the fit, and lines for the log
+        (detector norms, likelihood-ratio test, profile intervals); the same
+        figures are in ``state.info``.
+    """
+    from scipy.stats import chi2
+
+    from ..models.responses import fcxb_arf
+    from .profile import profile_intervals
+
+    responses = [SpectrumResponse(s.rmf, s.exposure, apbgd_arf=a, fcxb_arf=fcxb_arf(s.module, rmf=s.rmf))
+                 for s, a in zip(spectra, arfs)]
+    counts = [(s.counts, s.grouping, s.quality, s.e_lo, s.e_hi, str(s.path)) for s in spectra]
+    comps = [c.strip() for c in (free_detectors or "").split(",") if c.strip()]
+    kw = {"ratios": ratios, "gain": gain, "thaw": thaw, "emin": emin, "emax": emax, "original_norms": original_norms,
+              "fix_line_ratios": info.intbgd_fix_line_ratios, "fcxb_links": info.fcxb_links}
+    extra = []
+    linked = None
+    if comps and fit:
+        st, sds, _ = setup_fit(specs, weights, module_area, responses, counts, **kw)
+        linked = run_fit(st, sds, responses, statistic, fit=True, progress=progress, gain_scan=bool(gain))
+    state, sds, carriers = setup_fit(specs, weights, module_area, responses, counts, free_detectors=comps, **kw)
+    state.statistic = statistic
+    res = run_fit(state, sds, responses, statistic, fit=fit, carriers=carriers, progress=progress,
+                  gain_scan=bool(gain))
+    result = res.result if fit else None
+    if res.nonlinear:
+        extra.append("nonlinear parameters: " + ", ".join(res.nonlinear))
+    for k, e in enumerate(state.spectra):
+        if e.gain:
+            a, b = gain_values(state, k)
+            errs = [p.error for p in e.gain]
+            tail = "" if e.gain[0].link is None else " (linked)"
+            extra.append(f"gain of spectrum {e.number}: slope {a:.5f}"
+                         + (f" +- {errs[0]:.5f}" if errs[0] is not None else "")
+                         + f", offset {b:.4f}" + (f" +- {errs[1]:.4f}" if errs[1] is not None else "")
+                         + f" keV{tail}")
+    if linked is not None:
+        d_stat = linked.statistic - res.statistic
+        d_dof = linked.dof - res.dof
+        p = float(chi2.sf(d_stat, d_dof)) if d_dof > 0 else float("nan")
+        state.info["lrt_linked_vs_detectors"] = {"linked_statistic": linked.statistic, "linked_dof": linked.dof,
+                                                 "detectors_statistic": res.statistic, "detectors_dof": res.dof,
+                                                 "delta_statistic": d_stat, "delta_dof": d_dof, "p_value": p}
+        extra.append(f"likelihood-ratio test, linked vs per-detector norms ({', '.join(comps)}): "
+                     f"{statistic} {linked.statistic:.2f}/{linked.dof} -> {res.statistic:.2f}/{res.dof}, "
+                     f"delta {d_stat:.2f} for {d_dof} dof, p = {p:.3g}")
+    if res.detectors:
+        extra.append("detector norms (module det spectrum parameter value error fitted/preset constrained):")
+        for r in res.detectors:
+            err = "-" if r["error"] is None else f"{r['error']:.4g}"
+            ratio = "-" if r["ratio"] is None else f"{r['ratio']:.3f}"
+            extra.append(f"  {r['module']} {r['detector']} {r['spectrum']:>3} {r['parameter']:<26} "
+                         f"{r['value']:.5g} {err} {ratio} {'yes' if r['constrained'] else 'no'}")
+        free_dets = {(r["module"], r["detector"]) for r in res.detectors}
+        missing = [f"{m}{k}" for m in sorted({m for m, _ in free_dets}) for k in range(4)
+                   if (m, k) not in free_dets]
+        if missing:
+            extra.append(f"  detectors without data (norms not constrained): {', '.join(missing)}")
+    if errors and fit:
+        ivals = profile_intervals(state, sds, responses, result, errors, statistic)
+        state.info["profile_errors"] = ivals
+        extra.append("90% profile intervals (delta stat 2.706):")
+        for r in ivals:
+            extra.append(f"  {r['parameter']:<30} {r['value']:.6g}  {r['lower']:.6g} .. {r['upper']:.6g}  "
+                         f"(-{r['minus']:.3g}, +{r['plus']:.3g}){' pegged at a limit' if r['pegged'] else ''}")
+    return state, res.model, result, extra

@@ -20,8 +20,10 @@ import numpy as np
 
 from ..errors import NuskybgdError
 from ..io.state import FitState, Link, Param, Source, SpectrumEntry
+from .nonlinear import gain_values
 
-__all__ = ["state_to_json", "state_from_json", "sherpa_script", "plot_fit", "software_versions"]
+__all__ = ["state_to_json", "state_from_json", "sherpa_script", "plot_fit", "software_versions",
+           "display_groups"]
 
 
 def software_versions():
@@ -92,6 +94,8 @@ def state_to_json(state, versions=True):
             e["module"] = modules[k]
         if k < len(weights):
             e["weights"] = weights[k]
+        if s.gain:
+            e["gain"] = [_gain_json(p, name) for p, name in zip(s.gain, ("slope", "offset"))]
         spectra.append(e)
     sources, params = [], []
     for src in state.sources:
@@ -124,6 +128,29 @@ def state_to_json(state, versions=True):
     return out
 
 
+def _gain_json(p, name):
+    out = {"name": name, "value": float(p.value), "error": _num(p.error),
+           "state": "linked" if p.link is not None else ("free" if p.free else "frozen"),
+           "xcm": [float(x) for x in p.numbers()]}
+    if p.link is not None:
+        out["link"] = {"source": p.link.source, "index": p.link.index, "ratio": float(p.link.factor)}
+    return out
+
+
+def _gain_from_json(entries):
+    out = []
+    for g in entries:
+        par = Param(*g["xcm"])
+        par.error = g.get("error")
+        if g.get("link"):
+            lk = g["link"]
+            par.link = Link(lk["source"], int(lk["index"]), float(lk["ratio"]))
+        out.append(par)
+    if len(out) != 2:
+        raise ValueError("a gain has two parameters (slope, offset)")
+    return out
+
+
 def state_from_json(d, path="JSON"):
     """Rebuild a :class:`FitState` from :func:`state_to_json` output.
 
@@ -152,7 +179,8 @@ def state_from_json(d, path="JSON"):
                                             responses={int(a): b for a, b in e["responses"].items()},
                                             arfs={int(a): b for a, b in e["arfs"].items()},
                                             ignore=[tuple(r) for r in e["ignore"]],
-                                            ignore_bad=e.get("ignore_bad", False)))
+                                            ignore_bad=e.get("ignore_bad", False),
+                                            gain=_gain_from_json(e["gain"]) if e.get("gain") else None))
         bysrc = {}
         for s in d["sources"]:
             src = Source.from_expression(s["number"], s["name"], s["expression"], s["npar"])
@@ -231,6 +259,21 @@ def sherpa_script(state, exposures=None):
         "        raise ValueError(f'{arf.name}: energy grid differs from {rmf.name}')",
         "    return DataARF(arf.name, np.array(rmf.energ_lo), np.array(rmf.energ_hi), np.array(arf.specresp))",
         "",
+        "",
+        "def shift_grid(resp, slope, offset):",
+        "    \"\"\"XSPEC's gain: a new response whose energy bins are E / slope - offset (keV), values unchanged.",
+        "",
+        "    A new object (read_rmf may return a shared, cached one, and Sherpa keeps the grid in internal",
+        "    data spaces: assigning energ_lo would not move them).",
+        "    \"\"\"",
+        "    from sherpa.astro.data import DataARF, DataRMF",
+        "    lo = np.asarray(resp.energ_lo, float) / slope - offset",
+        "    hi = np.asarray(resp.energ_hi, float) / slope - offset",
+        "    if isinstance(resp, DataARF):",
+        "        return DataARF(resp.name, lo, hi, np.asarray(resp.specresp, float))",
+        "    return DataRMF(resp.name, resp.detchans, lo, hi, resp.n_grp, resp.f_chan, resp.n_chan, resp.matrix,",
+        "                   offset=resp.offset, e_min=resp.e_min, e_max=resp.e_max, header=resp.header)",
+        "",
         "ui.set_stat(%r)" % ("cstat" if state.statistic == "cstat" else "chi2xspecvar"),
         "",
         "# every model component, by (source name, data group, component position)",
@@ -269,6 +312,10 @@ def sherpa_script(state, exposures=None):
     lines += ["", "# data and one response per source"]
     for k, s in enumerate(state.spectra):
         n = s.number
+        gain = gain_values(state, k) if s.gain else None
+        if gain is not None:
+            lines.append(f"# XSPEC gain of spectrum {n}: slope {gain[0]!r}, offset {gain[1]!r} keV. Sherpa has no")
+            lines.append("# 'gain' command: the response energy grids are shifted instead (same model)")
         lines.append(f"ui.load_pha({n}, {s.file!r}, use_errors=False)")
         lines.append(f"pha = ui.get_data({n})")
         terms = []
@@ -285,6 +332,11 @@ def sherpa_script(state, exposures=None):
             arf = s.arfs.get(src.number)
             if arf is not None:
                 lines.append(f"arf = on_rmf_grid(read_arf({arf!r}), rmf)")
+            if gain is not None:
+                lines.append(f"rmf = shift_grid(rmf, {gain[0]!r}, {gain[1]!r})")
+                if arf is not None:
+                    lines.append(f"arf = shift_grid(arf, {gain[0]!r}, {gain[1]!r})")
+            if arf is not None:
                 lines.append(f"m{src.number} = RSPModelPHA(arf, rmf, pha, expo * ({expr}))")
             else:
                 lines.append(f"m{src.number} = RMFModelPHA(rmf, pha, expo * ({expr}))")
@@ -296,20 +348,64 @@ def sherpa_script(state, exposures=None):
     return "\n".join(lines) + "\n"
 
 
-def plot_fit(path, model, state, energies, labels=None):
-    """Plot data, total model, each source, and residuals, per spectrum.
+def display_groups(counts, min_sig=5.0, max_bins=20):
+    """Display rebinning like XSPEC's ``setplot rebin <min_sig> <max_bins>``.
+
+    Parameters
+    ----------
+    counts : ndarray
+        Counts of consecutive plotted bins.
+    min_sig : float
+        Close a group once its counts reach significance ``min_sig``
+        (``sqrt(sum) >= min_sig``).
+    max_bins : int
+        ... or once it holds ``max_bins`` bins.
+
+    Returns
+    -------
+    ndarray of int
+        Group number of every bin (consecutive bins share a group).
+    """
+    out = np.empty(len(counts), int)
+    g, acc, n = 0, 0.0, 0
+    for i, c in enumerate(np.asarray(counts, float)):
+        out[i] = g
+        acc += c
+        n += 1
+        if acc >= min_sig ** 2 or n >= max_bins:
+            g, acc, n = g + 1, 0.0, 0
+    if n == 0 and len(counts):
+        pass
+    return out
+
+
+def plot_fit(path, model, state, energies, labels=None, rebin=(5.0, 20), band=(3.0, 150.0)):
+    """Plot data, total model, each component group, and residuals, per spectrum.
 
     Parameters
     ----------
     path : str or os.PathLike
-        PNG file to write.
+        PNG file to write (150 dpi).
     model : LinearModel
         Evaluated at the state's current values.
     state : FitState
+        ``info["fit"]`` (statistic, dof) goes into the title.
     energies : list of (ndarray, ndarray)
         Channel energy bounds (keV) of each spectrum.
     labels : list of str, optional
         Panel titles.
+    rebin : (float, int) or None
+        Display rebinning (:func:`display_groups`): minimum significance and
+        maximum number of bins per plotted point; the fit is not affected.
+    band : (float, float)
+        Energies (keV) over which every component must be visible: the y
+        axis reaches down to the faintest component there.
+
+    Notes
+    -----
+    Components: apbgd, intbgd apec, intbgd lines (sum of the lorentz
+    lines), fcxb, intn; residuals (data - model) / sqrt(model) per plotted
+    point.
     """
     import matplotlib
     matplotlib.use("Agg")
@@ -318,9 +414,13 @@ def plot_fit(path, model, state, energies, labels=None):
     n = len(model.spectra)
     ncol = 2 if n > 1 else 1
     nrow = (n + ncol - 1) // ncol
-    fig = plt.figure(figsize=(7 * ncol, 4.2 * nrow))
-    outer = fig.add_gridspec(nrow, ncol, hspace=0.35, wspace=0.25)
-    colors = {"apbgd": "tab:orange", "intbgd": "tab:green", "fcxb": "tab:purple", "intn": "tab:brown"}
+    fig = plt.figure(figsize=(7 * ncol, 4.6 * nrow))
+    outer = fig.add_gridspec(nrow, ncol, hspace=0.4, wspace=0.25)
+    colors = {"apbgd": "tab:orange", "intbgd apec": "tab:green", "intbgd lines": "tab:olive",
+              "fcxb": "tab:purple", "intn": "tab:brown"}
+    fit = state.info.get("fit") or {}
+    stat_text = (f"{fit.get('statistic', '')} = {fit['value']:.1f} / {fit['dof']} dof "
+                 f"({fit['value'] / fit['dof']:.3f})" if fit.get("value") is not None and fit.get("dof") else "")
     for k, sd in enumerate(model.spectra):
         r, c = divmod(k, ncol)
         inner = outer[r, c].subgridspec(2, 1, height_ratios=[3, 1], hspace=0.0)
@@ -333,29 +433,65 @@ def plot_fit(path, model, state, energies, labels=None):
         bhi = np.full(nb, -np.inf)
         np.minimum.at(blo, ids, elo)
         np.maximum.at(bhi, ids, ehi)
-        keep = sd.noticed
-        width = (bhi - blo)[keep]
-        mid = 0.5 * (blo + bhi)[keep]
-        d = sd.group(np.asarray(sd.counts, float))[keep]
+        keep = np.flatnonzero(sd.noticed)
+        d_b = sd.group(np.asarray(sd.counts, float))
         comps = model.component_counts(k)
         bysrc = {}
         for key, v in comps.items():
-            bysrc.setdefault(key.split(".")[0], 0.0)
-            bysrc[key.split(".")[0]] = bysrc[key.split(".")[0]] + v
+            name = key
+            if key.startswith("intbgd."):
+                name = "intbgd apec" if key == "intbgd.apec" else "intbgd lines"
+            bysrc[name] = bysrc.get(name, 0.0) + sd.group(v)
         total = sum(bysrc.values())
-        mt = sd.group(total)[keep]
-        ax.errorbar(mid, d / width, yerr=np.sqrt(np.maximum(d, 1)) / width, fmt=".", ms=2, lw=0.5,
-                    color="k", label="data")
+        # display groups: consecutive noticed bins, merged to min_sig / max_bins
+        runs = np.split(keep, np.flatnonzero(np.diff(keep) > 1) + 1) if keep.size else []
+        gid = np.empty(keep.size, int)
+        start, g0 = 0, 0
+        for run in runs:
+            gg = display_groups(d_b[run], *rebin) if rebin else np.arange(run.size)
+            gid[start:start + run.size] = gg + g0
+            g0 += int(gg.max()) + 1 if run.size else 0
+            start += run.size
+        ng = g0
+
+        def agg(x):
+            return np.bincount(gid, weights=np.asarray(x, float)[keep], minlength=ng)
+
+        glo = np.full(ng, np.inf)
+        ghi = np.full(ng, -np.inf)
+        np.minimum.at(glo, gid, blo[keep])
+        np.maximum.at(ghi, gid, bhi[keep])
+        width = ghi - glo
+        mid = 0.5 * (glo + ghi)
+        d = agg(d_b)
+        mt = agg(total)
+        ax.errorbar(mid, d / width, xerr=0.5 * width, yerr=np.sqrt(np.maximum(d, 1)) / width, fmt=".", ms=2,
+                    lw=0.5, color="k", label="data")
         ax.step(mid, mt / width, where="mid", color="tab:red", lw=1, label="model")
-        for name, v in bysrc.items():
-            ax.step(mid, sd.group(v)[keep] / width, where="mid", lw=0.8, color=colors.get(name), label=name)
+        inband = (glo >= band[0] - 1e-6) & (ghi <= band[1] + 1e-6)
+        floor = []
+        for name in ("apbgd", "intbgd apec", "intbgd lines", "fcxb", "intn"):
+            if name not in bysrc:
+                continue
+            v = agg(bysrc[name]) / width
+            ax.step(mid, v, where="mid", lw=0.8, color=colors.get(name), label=name)
+            pos = v[inband & (v > 0)]
+            if pos.size:
+                floor.append(np.percentile(pos, 5))
         ax.set_xscale("log")
         ax.set_yscale("log")
-        pos = d[d > 0] / width[d > 0]
-        if pos.size:
-            ax.set_ylim(0.3 * pos.min(), 3 * pos.max())
+        top = np.max(np.concatenate([d / width, mt / width])) if ng else 1.0
+        dpos = (d / width)[inband & (d > 0)]
+        # down to the faintest component, but not below 1e-3 of the faintest data
+        # (a component falling by orders of magnitude would squash the plot)
+        low = min(floor) if floor else top * 1e-4
+        if dpos.size:
+            low = max(low, 1e-3 * dpos.min())
+        ax.set_ylim(0.5 * low, 2.0 * top)
+        ax.set_xlim(band[0] * 0.95, band[1] * 1.05)
         ax.set_ylabel("counts / keV")
-        ax.set_title(labels[k] if labels else sd.name, fontsize=9)
+        title = labels[k] if labels else sd.name
+        ax.set_title(f"{title}\n{stat_text}" if stat_text else title, fontsize=9)
         ax.legend(fontsize=7, ncol=3)
         plt.setp(ax.get_xticklabels(), visible=False)
         res = (d - mt) / np.sqrt(np.maximum(mt, 1e-30))
@@ -363,5 +499,5 @@ def plot_fit(path, model, state, energies, labels=None):
         axr.axhline(0, color="tab:red", lw=0.8)
         axr.set_ylabel("(d-m)/sqrt(m)")
         axr.set_xlabel("energy (keV)")
-    fig.savefig(path, dpi=90, format="png")
+    fig.savefig(path, dpi=150, format="png")
     plt.close(fig)

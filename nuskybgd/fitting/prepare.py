@@ -59,12 +59,16 @@ class LoadedSpectrum:
     e_hi: np.ndarray
 
 
-def load_spectra(paths):
+def load_spectra(paths, respfiles=None, modules=None):
     """Read background spectra and their RMFs.
 
     Parameters
     ----------
     paths : list of pathlib.Path
+    respfiles : list of pathlib.Path, optional
+        RMF of each spectrum (replaces RESPFILE; bgdinfo ``respfiles``).
+    modules : list of str, optional
+        Module of each spectrum (replaces INSTRUME; bgdinfo ``detectors``).
 
     Returns
     -------
@@ -79,17 +83,27 @@ def load_spectra(paths):
     from ..io.ogip import read_pha, read_rmf, spectrum_module
 
     out = []
-    for p in paths:
+    rmfs = {}
+    for k, p in enumerate(paths):
         p = Path(p)
         pha = read_pha(p)
-        module = spectrum_module(pha, str(p))
-        rname = str(pha.header.get("RESPFILE", "none")).strip()
-        if rname.lower() in ("", "none"):
-            raise NuskybgdError(f"{p}: no RESPFILE keyword naming the spectrum's RMF")
-        rpath = Path(rname) if Path(rname).is_absolute() else p.parent / rname
-        if not rpath.is_file():
-            raise NuskybgdError(f"{p}: its RMF {rpath} (RESPFILE) does not exist")
-        rmf = read_rmf(rpath)
+        module = modules[k] if modules is not None else spectrum_module(pha, str(p))
+        if respfiles is not None:
+            rpath = Path(respfiles[k])
+            if not rpath.is_file():
+                raise NuskybgdError(f"{p}: its RMF {rpath} (respfiles) does not exist")
+        else:
+            rname = str(pha.header.get("RESPFILE", "none")).strip()
+            if rname.lower() in ("", "none"):
+                raise NuskybgdError(f"{p}: no RESPFILE keyword naming the spectrum's RMF")
+            rpath = Path(rname) if Path(rname).is_absolute() else p.parent / rname
+            if not rpath.is_file():
+                raise NuskybgdError(f"{p}: its RMF {rpath} (RESPFILE) does not exist")
+        # one object per RMF file: spectra sharing it share the folds
+        key = str(rpath.resolve())
+        rmf = rmfs.get(key)
+        if rmf is None:
+            rmf = rmfs[key] = read_rmf(rpath)
         counts = np.asarray(pha.counts, float)
         e_lo = np.asarray(rmf.e_min, float)
         e_hi = np.asarray(rmf.e_max, float)

@@ -15,6 +15,14 @@ Format (REFERENCE section 6)::
 
 Relative paths are relative to the JSON file's folder. ``fcxb_config`` and
 ``intbgd_fix_line_ratios`` are optional.
+
+Whole-detector spectra (e.g. stacked Earth-occulted background) need no
+regions or sky images: ``"detectors": ["A0", "A1", "B3", ...]`` (same order
+as ``bgfiles``) names the module and detector of each spectrum (INSTRUME is
+then ignored) and the weights are the whole detector; ``regfiles``,
+``refimgf``, ``bgdapfiles`` and ``bgddetfiles`` may be left out. Any
+bgdinfo.json may give ``"respfiles": [...]`` (same order) to replace each
+spectrum's RESPFILE.
 """
 
 from __future__ import annotations
@@ -64,6 +72,10 @@ class BgdInfo:
     fcxb_links : list of (int, int)
         1-based spectrum pairs whose fcxb norms are tied.
     intbgd_fix_line_ratios : bool
+    detectors : list of (str, int) or None
+        Module and detector of each whole-detector spectrum.
+    respfiles : list of pathlib.Path or None
+        Response of each spectrum (replaces RESPFILE).
     """
 
     path: Path
@@ -75,6 +87,8 @@ class BgdInfo:
     bgfiles_raw: list = field(default_factory=list)
     fcxb_links: list = field(default_factory=list)
     intbgd_fix_line_ratios: bool = False
+    detectors: list | None = None
+    respfiles: list | None = None
 
     @property
     def folder(self):
@@ -124,18 +138,37 @@ def load_bgdinfo(path, check_files=True):
         raise NuskybgdError(f"{p}: not valid JSON ({exc})") from None
     if not isinstance(d, dict):
         raise NuskybgdError(f"{p}: expected a JSON object (see 'nuskybgd fit --help')")
-    for key in ("bgfiles", "regfiles", "refimgf", "bgdapfiles", "bgddetfiles"):
+    whole = "detectors" in d
+    for key in ("bgfiles",) if whole else ("bgfiles", "regfiles", "refimgf", "bgdapfiles", "bgddetfiles"):
         if key not in d:
             raise NuskybgdError(f"{p}: missing '{key}' (see 'nuskybgd fit --help' for a template)")
     bg = _str_list(d["bgfiles"], "bgfiles", p)
-    reg = _str_list(d["regfiles"], "regfiles", p)
     if not bg:
         raise NuskybgdError(f"{p}: 'bgfiles' is empty")
-    if len(bg) != len(reg):
+    detectors = None
+    if whole:
+        dl = d["detectors"]
+        if not isinstance(dl, list) or not all(isinstance(x, str) for x in dl):
+            raise NuskybgdError(f"{p}: 'detectors' must be a list like [\"A0\", \"B3\"]")
+        if len(dl) != len(bg):
+            raise NuskybgdError(f"{p}: 'bgfiles' has {len(bg)} entries but 'detectors' has {len(dl)}")
+        detectors = []
+        for k, x in enumerate(dl):
+            t = x.strip().upper()
+            if not (len(t) == 2 and t[0] in "AB" and t[1] in "0123"):
+                raise NuskybgdError(f"{p}: detectors[{k}] = {x!r} is not a detector (A0..A3, B0..B3)")
+            detectors.append((t[0], int(t[1])))
+    reg = _str_list(d["regfiles"], "regfiles", p) if "regfiles" in d else []
+    if reg and len(bg) != len(reg):
         raise NuskybgdError(f"{p}: 'bgfiles' has {len(bg)} entries but 'regfiles' has {len(reg)}")
-    if not isinstance(d["refimgf"], str) or not d["refimgf"]:
+    if not whole and (not isinstance(d["refimgf"], str) or not d["refimgf"]):
         raise NuskybgdError(f"{p}: 'refimgf' must be a file name")
-    ap, det = d["bgdapfiles"], d["bgddetfiles"]
+    resp = None
+    if "respfiles" in d:
+        resp = _str_list(d["respfiles"], "respfiles", p)
+        if len(resp) != len(bg):
+            raise NuskybgdError(f"{p}: 'bgfiles' has {len(bg)} entries but 'respfiles' has {len(resp)}")
+    ap, det = d.get("bgdapfiles", {}), d.get("bgddetfiles", {})
     if not isinstance(ap, dict) or not isinstance(det, dict):
         raise NuskybgdError(f"{p}: 'bgdapfiles' and 'bgddetfiles' must be objects with keys A and B")
     base = p.parent
@@ -165,13 +198,17 @@ def load_bgdinfo(path, check_files=True):
     fix = d.get("intbgd_fix_line_ratios", False)
     if not isinstance(fix, bool):
         raise NuskybgdError(f"{p}: 'intbgd_fix_line_ratios' must be true or false")
+    refimg = d.get("refimgf")
     info = BgdInfo(path=p, bgfiles=[res(x) for x in bg], regfiles=[res(x) for x in reg],
-                   refimgf=res(d["refimgf"]), bgdapfiles=apfiles, bgddetfiles=detfiles,
-                   bgfiles_raw=list(bg), fcxb_links=links, intbgd_fix_line_ratios=fix)
+                   refimgf=res(refimg) if isinstance(refimg, str) and refimg else None,
+                   bgdapfiles=apfiles, bgddetfiles=detfiles,
+                   bgfiles_raw=list(bg), fcxb_links=links, intbgd_fix_line_ratios=fix,
+                   detectors=detectors, respfiles=[res(x) for x in resp] if resp else None)
     if check_files:
         named = ([("bgfiles", i, f) for i, f in enumerate(info.bgfiles)]
                  + [("regfiles", i, f) for i, f in enumerate(info.regfiles)]
-                 + [("refimgf", None, info.refimgf)]
+                 + [("respfiles", i, f) for i, f in enumerate(info.respfiles or [])]
+                 + ([("refimgf", None, info.refimgf)] if info.refimgf is not None else [])
                  + [(f"bgdapfiles.{m}", None, f) for m, f in apfiles.items()]
                  + [(f"bgddetfiles.{m}", i, f) for m, fs in detfiles.items() for i, f in enumerate(fs)])
         for key, i, f in named:

@@ -43,6 +43,9 @@ _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eEdD][-+]?\d+)?"
 _NUM_RE = re.compile(rf"^{_NUM}$")
 _REF_RE = re.compile(r"^(?:([A-Za-z_][A-Za-z0-9_]*):)?[pP]?(\d+)$")
 _SPEC_PAIR = re.compile(r"^(\d+):(\d+)$")
+#: value, delta, hard_min, soft_min, soft_max, hard_max of XSPEC gain slope and offset (keV)
+_GAIN_DEFAULTS = ((1.0, 0.001, 0.8, 0.8, 1.2, 1.2), (0.0, 0.001, -2.0, -2.0, 2.0, 2.0))
+_GAIN_LINK_RE = re.compile(r"^#\s*nuskybgd:\s*gain of spectrum (\d+) linked to spectrum (\d+)")
 
 
 def _float(tok):
@@ -185,8 +188,40 @@ def format_xcm(state):
         head = f"{src.number}:{src.name} " if src.name else ""
         out.append(f"model  {head}{src.expression}")
         out.extend(_param_line(p) for p in src.params)
+    out.extend(_gain_lines(state))
     out.extend(state.trailer)
     return "\n".join(out) + "\n"
+
+
+def _gain_lines(state):
+    """XSPEC ``gain fit`` blocks: one gain per spectrum, on every response of it."""
+    if not any(s.gain for s in state.spectra):
+        return []
+    out = ["# gain: E' = E/slope - offset on every response of a spectrum (nuskybgd fits one gain per",
+           "# spectrum: the responses after the first carry the same values, frozen)"]
+    for k, s in enumerate(state.spectra):
+        if not s.gain:
+            continue
+        values = []
+        for w in (0, 1):
+            p, kk = s.gain[w], k
+            seen = 0
+            while p.link is not None and seen < 2 * len(state.spectra):
+                kk = (p.link.index - 1) // 2
+                p = state.spectra[kk].gain[w]
+                seen += 1
+            values.append((p, kk))
+        if s.gain[0].link is not None:
+            out.append(f"# nuskybgd: gain of spectrum {s.number} linked to spectrum {state.spectra[values[0][1]].number}")
+        srcs = sorted(s.responses) or [1]
+        for j, src in enumerate(srcs):
+            out.append(f"gain fit {src}:{s.number}")
+            for w in (0, 1):
+                p = values[w][0]
+                q = Param(p.value, p.delta if (j == 0 and s.gain[w].link is None) else -abs(p.delta or 0.001),
+                          p.hard_min, p.soft_min, p.soft_max, p.hard_max)
+                out.append(_param_line(q))
+    return out
 
 
 def write_xcm(state, path, clobber=False):
@@ -272,6 +307,8 @@ def parse_xcm(text, path="<xcm>"):
     ignores = []  # (spec, ranges, where)
     ignore_bad = False
     models = []  # (number, name, expr, [(lineno, text)], where)
+    gains = []  # (src, spec, [Param, Param], where)
+    gain_links = {}  # spectrum -> root spectrum
     i = 0
     while i < len(lines):
         raw = lines[i]
@@ -280,6 +317,9 @@ def parse_xcm(text, path="<xcm>"):
         line = raw.strip()
         i += 1
         if not line or line.startswith("#"):
+            m = _GAIN_LINK_RE.match(line)
+            if m:
+                gain_links[int(m.group(1))] = int(m.group(2))
             continue
         toks = line.split()
         cmd = toks[0].lower()
@@ -345,6 +385,44 @@ def parse_xcm(text, path="<xcm>"):
                 else:
                     break
             models.append((number, name, expr, plines, where))
+        elif cmd == "gain":
+            args = toks[1:]
+            if args and args[0].lower() in ("off", "nofit"):
+                continue
+            fitted = bool(args) and args[0].lower() == "fit"
+            if fitted:
+                args = args[1:]
+            if not args:
+                raise NuskybgdError(f"{where}: 'gain' needs [<source>:]<spectrum>")
+            m = _SPEC_PAIR.match(args[0])
+            if m:
+                src, n = int(m.group(1)), int(m.group(2))
+            elif re.match(r"^\d+$", args[0]):
+                src, n = 1, int(args[0])
+            else:
+                raise NuskybgdError(f"{where}: cannot parse '{args[0]}' (expected <source>:<spectrum>)")
+            pars = []
+            if fitted:
+                for w in (0, 1):
+                    while i < len(lines) and not lines[i].strip():
+                        i += 1
+                    t = lines[i].strip() if i < len(lines) else ""
+                    if not t or not all(_NUM_RE.match(x) for x in t.split()):
+                        raise NuskybgdError(f"{where}: 'gain fit' must be followed by the slope and offset lines")
+                    full = list(_GAIN_DEFAULTS[w])
+                    vals = [_float(x) for x in t.split()][:6]
+                    full[:len(vals)] = vals
+                    pars.append(Param(*full))
+                    i += 1
+            else:
+                if len(args) != 3:
+                    raise NuskybgdError(f"{where}: expected 'gain [<source>:]<spectrum> <slope> <offset>'")
+                for w in (0, 1):
+                    full = list(_GAIN_DEFAULTS[w])
+                    full[0] = _float(args[1 + w])
+                    full[1] = -abs(full[1])
+                    pars.append(Param(*full))
+            gains.append((src, n, pars, where))
         elif cmd in _SETTINGS:
             state.settings.append(" ".join(toks))
         elif cmd in _TRAILER:
@@ -366,6 +444,7 @@ def parse_xcm(text, path="<xcm>"):
             specs[n].ignore = _merge_ranges(specs[n].ignore + rng)
     for s in state.spectra:
         s.ignore_bad = ignore_bad
+    _attach_gains(state, specs, gains, gain_links, path)
     ngroups = state.n_groups
     for number, name, expr, plines, where in models:
         n = len(plines)
@@ -405,6 +484,37 @@ def parse_xcm(text, path="<xcm>"):
             state.resolve(s, k)
     state.update_linked_values()
     return state
+
+
+def _attach_gains(state, specs, gains, gain_links, path):
+    """One gain per spectrum from the ``gain`` commands (checked)."""
+    first = {}
+    for src, n, pars, where in gains:
+        if n not in specs:
+            raise NuskybgdError(f"{where}: gain on spectrum {n}, which is not loaded")
+        if src != 1 and src not in specs[n].responses:
+            raise NuskybgdError(f"{where}: gain on response {src}:{n}, which does not exist "
+                                f"(spectrum {n} has responses {sorted(specs[n].responses) or [1]})")
+        for w, (name, lo, hi) in enumerate((("slope", 0.8, 1.2), ("offset", -2.0, 2.0))):
+            v = pars[w].value
+            if not lo <= v <= hi:
+                unit = " keV" if w else ""
+                raise NuskybgdError(f"{where}: gain {name} {v:g}{unit} outside {lo:g}..{hi:g}{unit}")
+        if n not in first:
+            first[n] = (src, pars, where)
+        else:
+            p0 = first[n][1]
+            if any(abs(a.value - b.value) > 1e-9 * max(1.0, abs(a.value)) for a, b in zip(p0, pars)):
+                raise NuskybgdError(f"{where}: gain on response {src}:{n} differs from that on "
+                                    f"{first[n][0]}:{n}; nuskybgd applies one gain to all responses of a spectrum")
+    for n, (_, pars, _) in first.items():
+        specs[n].gain = pars
+    numbers = [s.number for s in state.spectra]
+    for n, root in gain_links.items():
+        if n in specs and root in specs and specs[n].gain and specs[root].gain and n != root:
+            for w in (0, 1):
+                p = specs[n].gain[w]
+                p.link = Link("gain", 2 * numbers.index(root) + w + 1, 1.0)
 
 
 def read_xcm(path):

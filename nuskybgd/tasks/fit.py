@@ -34,10 +34,31 @@ Outputs (an existing file is an error unless --clobber):
   NAME.log          summary of the run
   NAME_apbgd<n>.arf aperture-background ARF of spectrum n (named by the XCM)
 
+Beyond the norms (XSPEC-style; fitted by variable projection: the norms are
+solved exactly for every trial shape, a bounded Levenberg-Marquardt moves
+the rest):
+  --gain fit        a free response gain (slope, offset keV) per spectrum,
+                    XSPEC's "gain fit": response energies E' = E/slope - offset
+  --gain link       one free gain per module
+  --thaw LIST       shape parameters to fit, SOURCE:COMPONENT.PARAM, e.g.
+                    intbgd:lorentz_5.LineE,intbgd:lorentz_30.LineE; "LineE>19"
+                    frees every line energy above 19 keV
+  --free-detectors intn,intbgd
+                    one free norm per detector for these components (regions
+                    on one detector each, e.g. whole-detector spectra); the
+                    log and JSON list the detector norms and the likelihood-
+                    ratio test against the linked model
+  --errors LIST     90 % profile intervals (delta stat 2.706) of the named
+                    parameters (same names, or gain:N.slope / gain:N.offset)
+Whole-detector spectra: give "detectors": ["A0", "A1", ...] in bgdinfo.json
+instead of regions and images (and "respfiles" to replace RESPFILE).
+
 --no-fit writes the presets (the original tool's behaviour).
 --original-norms gives the reference spectrum's intbgd norms the original's
-area-weighted mean (not scaled with area); by default they are the preset
-ifactors scaled by the region's share of the module's detector area.
+area-weighted mean (not scaled with area) and intn the original's
+sum_k area_k ifactor_k / 599.75; by default every intbgd/intn norm is
+sum_k (area_k / A_k) ifactor_k with A_k the area of detector k, so a whole
+detector starts at ifactor_k.
 
 bgdinfo.json template (paths relative to the JSON file's folder):
 {TEMPLATE}
@@ -46,6 +67,8 @@ examples:
   nuskybgd fit bgdinfo.json
   nuskybgd fit bgdinfo.json savefile=bgdparams --statistic chi
   nuskybgd fit bgdinfo.json --savefile out/bgd --no-fit --clobber
+  nuskybgd fit stacked.json --gain fit --thaw intbgd:lorentz_5.LineE,intbgd:lorentz_8.LineE
+  nuskybgd fit stacked.json --gain fit --free-detectors intn,intbgd --errors gain:1.slope
 """
 
 LEGACY = {"savefile": "--savefile"}
@@ -68,6 +91,16 @@ def add_arguments(parser):
     parser.add_argument("--no-plot", action="store_true", help="do not write NAME.png")
     parser.add_argument("--caldb", default=None,
                         help="CALDB root for DETABS/Be window of the apbgd ARFs (default $CALDB)")
+    parser.add_argument("--gain", choices=["fit", "link"], default=None,
+                        help="fit a response gain per spectrum (fit) or per module (link)")
+    parser.add_argument("--thaw", default=None, metavar="LIST",
+                        help="shape parameters to fit: SOURCE:COMPONENT.PARAM,... or LineE>E")
+    parser.add_argument("--free-detectors", default=None, metavar="COMPONENTS",
+                        help="one free norm per detector for intn and/or intbgd (comma-separated)")
+    parser.add_argument("--errors", default=None, metavar="PARAMS",
+                        help="90%% profile intervals of these parameters (comma-separated)")
+    parser.add_argument("--detabs", default=None,
+                        help="DETABS file for the apbgd ARFs (instead of a CALDB query)")
     parser.add_argument("--clobber", action="store_true", help="overwrite existing output files")
 
 
@@ -158,7 +191,8 @@ def parameter_table(state):
 
 
 def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=False, emin=3.0, emax=150.0,
-                   original_norms=False, clobber=False, plot=True, caldb=None):
+                   original_norms=False, clobber=False, plot=True, caldb=None, gain=None, thaw=None,
+                   free_detectors=None, errors=None, detabs=None):
     """Fit the background model of a bgdinfo.json file and write the outputs.
 
     Parameters
@@ -181,6 +215,17 @@ def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=Fals
         Write NAME.png.
     caldb : str or Caldb, optional
         CALDB for the apbgd ARFs (default ``$CALDB``).
+    gain : {None, "fit", "link"}
+        Response gain per spectrum / per module.
+    thaw : str, optional
+        Shape parameters to fit (``--thaw``).
+    free_detectors : str, optional
+        ``intn,intbgd``: per-detector norms (and the linked fit for the
+        likelihood-ratio test).
+    errors : str, optional
+        Parameters for profile intervals (``--errors``).
+    detabs : str, optional
+        DETABS file for the apbgd ARFs.
 
     Returns
     -------
@@ -197,12 +242,8 @@ def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=Fals
     from ..fitting.engine import fit_state
     from ..fitting.export import plot_fit, sherpa_script, state_to_json
     from ..fitting.model import build_background_state
-    from ..fitting.prepare import (
-        compute_weights,
-        ignore_ranges,
-        load_spectra,
-        spectrum_data,
-    )
+    from ..fitting.detectors import DETECTOR_AREA_PIX, detector_weights, fit_extended
+    from ..fitting.prepare import compute_weights, ignore_ranges, load_spectra, spectrum_data
     from ..fitting.uncertainty import set_fit_covariance
     from ..io.bgdinfo import load_bgdinfo
     from ..io.output import atomic_outputs, check_outputs
@@ -221,30 +262,44 @@ def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=Fals
     check_outputs(all_paths, clobber)
     outdir = names["xcm"].parent if str(names["xcm"].parent) else Path(".")
 
-    spectra = load_spectra(info.bgfiles)
-    weights, module_area = compute_weights(info, spectra)
+    spectra = load_spectra(info.bgfiles, info.respfiles,
+                           [m for m, _ in info.detectors] if info.detectors else None)
+    if info.detectors:
+        weights = [detector_weights(k) for _, k in info.detectors]
+        module_area = {m: [DETECTOR_AREA_PIX] * 4 for m, _ in info.detectors}
+    else:
+        weights, module_area = compute_weights(info, spectra)
     ratios = load_ratios()
+    nonlinear = bool(gain or thaw or free_detectors or info.detectors or errors)
     specs, arfs = [], []
     for k, (s, w) in enumerate(zip(spectra, weights)):
-        arf = apbgd_arf(s.module, w.frac, caldb=caldb, rmf=s.rmf)
+        arf = apbgd_arf(s.module, w.frac, caldb=caldb, rmf=s.rmf, detabs_file=detabs)
         arfs.append(arf)
         specs.append(dict(file=_rel(s.path, outdir), module=s.module, rmf=_rel(s.rmf_path, outdir),
                           apbgd_arf=_rel(names["arfs"][k], outdir),
                           fcxb_arf=_rel(auxil_path(f"fcxb{s.module}.arf"), outdir),
                           diag_rmf=_rel(auxil_path("diag.rmf"), outdir)))
-    state = build_background_state(specs, weights, ratios, fix_line_ratios=info.intbgd_fix_line_ratios,
-                                   fcxb_links=info.fcxb_links, original_norms=original_norms,
-                                   module_area=module_area)
-    state.statistic = statistic
-    sds = []
-    for k, (s, w) in enumerate(zip(spectra, weights)):
-        tmpl = component_templates(s.rmf, s.module, w.frac, s.exposure, caldb=caldb, apbgd_arf=arfs[k])
-        sd = spectrum_data(s, tmpl, emin, emax)
-        state.spectra[k].ignore = ignore_ranges(sd.noticed)
-        sds.append(sd)
-    model, result = fit_state(state, sds, statistic, fit=not no_fit)
+    extra = []
+    if nonlinear:
+        state, model, result, extra = fit_extended(
+            specs, weights, module_area, spectra, arfs, ratios, info, statistic=statistic, fit=not no_fit,
+            emin=emin, emax=emax, original_norms=original_norms, gain=gain, thaw=thaw,
+            free_detectors=free_detectors, errors=errors)
+    else:
+        state = build_background_state(specs, weights, ratios, fix_line_ratios=info.intbgd_fix_line_ratios,
+                                       fcxb_links=info.fcxb_links, original_norms=original_norms,
+                                       module_area=module_area)
+        state.statistic = statistic
+        sds = []
+        for k, (s, w) in enumerate(zip(spectra, weights)):
+            tmpl = component_templates(s.rmf, s.module, w.frac, s.exposure, caldb=caldb, apbgd_arf=arfs[k])
+            sd = spectrum_data(s, tmpl, emin, emax)
+            state.spectra[k].ignore = ignore_ranges(sd.noticed)
+            sds.append(sd)
+        model, result = fit_state(state, sds, statistic, fit=not no_fit)
     if result is not None:
-        set_fit_covariance(state, model.free, result.covariance)
+        set_fit_covariance(state, model.free, result.covariance if not nonlinear else
+                           result.covariance[:result.n_norms, :result.n_norms])
     else:
         state.info.pop("covariance", None)
     state.info["band_kev"] = [emin, emax]
@@ -257,7 +312,8 @@ def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=Fals
         f"spectra: {len(spectra)} ({', '.join(f'{s.path.name} [FPM{s.module}]' for s in spectra)})",
         f"band: {emin}-{emax} keV; statistic {statistic}; "
         + ("presets only (--no-fit)" if no_fit else
-           f"fitted in {result.n_iter} Newton iterations, {result.seconds:.3f} s, converged={result.converged}"),
+           f"fitted in {result.n_iter} {'Levenberg-Marquardt' if nonlinear else 'Newton'} iterations, "
+           f"{result.seconds:.3f} s, converged={result.converged}"),
         f"{statistic} = {fitinfo['value']:.6g} for {fitinfo['dof']} dof "
         f"({fitinfo['n_bins']} bins, {fitinfo['n_free']} free parameters)",
         "region weights (detector areas DET0..DET3 in sky pixels, aperture sum):",
@@ -265,6 +321,7 @@ def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=Fals
     for s, w in zip(spectra, weights):
         summary.append(f"  {s.path.name}: area {[round(float(a), 3) for a in w.area]} ap {w.ap:.6g}")
     summary.append(parameter_table(state))
+    summary += extra
     text_log = "\n".join(summary) + "\n"
 
     with atomic_outputs(all_paths, clobber) as out:
@@ -275,7 +332,9 @@ def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=Fals
             write_apbgd_arf(out[names["arfs"][k]], arf, s.module, w.frac, clobber=True)
         if names["png"] is not None:
             plot_fit(out[names["png"]], model, state, [(s.e_lo, s.e_hi) for s in spectra],
-                     labels=[f"{s.path.name} (FPM{s.module})" for s in spectra])
+                     labels=[f"{s.path.name} (FPM{s.module}"
+                             + (f" DET{info.detectors[k][1]})" if info.detectors else ")")
+                             for k, s in enumerate(spectra)])
         text_log += f"total time {time.perf_counter() - t_start:.2f} s\n"
         Path(out[names["log"]]).write_text(text_log)
     for line in summary[:4]:
@@ -288,6 +347,8 @@ def run(args):
     """Run ``nuskybgd fit``."""
     res = fit_background(args.bgdinfo, savefile=args.savefile, statistic=args.statistic, no_fit=args.no_fit,
                          emin=args.emin, emax=args.emax, original_norms=args.original_norms,
-                         clobber=args.clobber, plot=not args.no_plot, caldb=args.caldb)
+                         clobber=args.clobber, plot=not args.no_plot, caldb=args.caldb, gain=args.gain,
+                         thaw=args.thaw, free_detectors=args.free_detectors, errors=args.errors,
+                         detabs=args.detabs)
     print(parameter_table(res.state), file=sys.stdout)
     return 0
