@@ -296,6 +296,8 @@ def summarise(rows):
             ok_a = np.isfinite(ae)
             out[f"{target}/{method}"] = {
                 "n": len(sel), "failed": n_fail,
+                "norm_at_zero": int(sum(1 for r in sel if r["ampl"] <= 1e-3 * r["ampl_true"])),
+                "gamma_median_bias": float(np.median(g)),
                 "gamma_bias": float(g.mean()), "gamma_bias_sem": float(g.std(ddof=1) / np.sqrt(g.size)),
                 "gamma_scatter": float(g.std(ddof=1)), "gamma_mean_error": float(np.mean(ge[ok_g])),
                 "gamma_coverage": float(np.mean(np.abs(g[ok_g]) <= ge[ok_g])),
@@ -308,11 +310,11 @@ def summarise(rows):
 def report(res, file=sys.stdout):
     print(f"injection study: {res['n_seeds']} seeds, exposure {res['exposure']:g} s, FPMA, "
           f"photon index {GAMMA_TRUE}, {BAND[0]:g}-{BAND[1]:g} keV", file=file)
-    print(f"{'counts':>6} {'method':<6} {'n':>3} {'G bias':>14} {'G scatter':>9} {'G err':>6} {'G cov68':>7} "
+    print(f"{'counts':>6} {'method':<6} {'n':>3} {'N=0':>3} {'G bias':>14} {'G scatter':>9} {'G err':>6} {'G cov68':>7} "
           f"{'N bias':>14} {'N scatter':>9} {'N err':>6} {'N cov68':>7}", file=file)
     for key, s in res["summary"].items():
         t, m = key.split("/")
-        print(f"{t:>6} {m:<6} {s['n']:>3} {s['gamma_bias']:+7.3f}+-{s['gamma_bias_sem']:.3f} {s['gamma_scatter']:9.3f} "
+        print(f"{t:>6} {m:<6} {s['n']:>3} {s['norm_at_zero']:>3} {s['gamma_bias']:+7.3f}+-{s['gamma_bias_sem']:.3f} {s['gamma_scatter']:9.3f} "
               f"{s['gamma_mean_error']:6.3f} {s['gamma_coverage']:7.2f} {s['norm_bias']:+7.3f}+-{s['norm_bias_sem']:.3f} "
               f"{s['norm_scatter']:9.3f} {s['norm_mean_error']:6.3f} {s['norm_coverage']:7.2f}", file=file)
 
