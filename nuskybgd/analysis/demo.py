@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..calib.caldb import Caldb
 from ..io.events import read_events
 from ..io.output import atomic_outputs
 from ..io.regions import region_mask
@@ -14,6 +15,7 @@ from .images import make_images
 from .setup import load_setup_header
 from .simplify import run_simplify
 from .spec import BANDS, run_spec
+from .spex import run_spex
 
 __all__ = ["DEMO_SOURCE_REGION", "demo_apply", "print_demo_apply"]
 
@@ -22,11 +24,13 @@ __all__ = ["DEMO_SOURCE_REGION", "demo_apply", "print_demo_apply"]
 DEMO_SOURCE_REGION = (-135.0, 0.0, 35.0)
 
 def demo_apply(outdir, bgdinfo, fit, sim, clobber=False, bands=BANDS[:3]):
-    """Demo steps after the fit: spec, image, simplify on a source region.
+    """Demo steps after the fit: spec, image, simplify and spex on a source region.
 
     A region away from the simulated point source is extracted for both
     modules; ``spec`` predicts its background, ``image`` makes the model
-    images (3-79 keV) and ``simplify`` the background-only state. The
+    images (3-79 keV), ``simplify`` the background-only state and ``spex``
+    the SPEX files (source sector with the CALDB on-axis ARF, the
+    simulation's source response). The
     predicted background is compared with the injected background events in
     the region (the simulation tags every event with its component).
 
@@ -68,6 +72,9 @@ def demo_apply(outdir, bgdinfo, fit, sim, clobber=False, bands=BANDS[:3]):
     make_images(bgdinfo, fit, 3.0, 79.0, prefix=str(out) + "/img_", evtfiles=[str(sim.events[m]) for m in ("A", "B")],
                 clobber=clobber, caldb=sim.caldb)
     run_simplify(bgdinfo, out / "bgd_src.xcm", savefile=str(out / "bgd_only_src"), clobber=clobber)
+    cal = Caldb(sim.caldb)
+    run_spex(bgdinfo, fit, regs, phas, arffiles=[str(cal.query("SPECRESP", f"FPM{m}").path) for m in ("A", "B")],
+             savefile=str(out / "bgd_src"), clobber=clobber, caldb=sim.caldb)
 
     rows = []
     for k, m in enumerate(("A", "B")):

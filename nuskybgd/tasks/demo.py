@@ -22,7 +22,10 @@ point source; truth.json holds the injected values), then run mkimgs,
 aspecthist, mkinstrmap and projbgd, write three background regions per
 module away from the source, extract their spectra, write bgdinfo.json and
 fit. Prints the fitted norms against the injected ones and leaves the fit
-outputs (bgdparams.xcm/.json/_sherpa.py/.png/.log) in OUTDIR.
+outputs (bgdparams.xcm/.json/_sherpa.py/.png/.log) in OUTDIR. Then spec,
+image, simplify and spex on a source region of each module (bgd_src.*,
+img_*, bgd_only_src.*, SPEX files bgd_src_src{A,B}_spex.spo/.res/.com/
+_<component>.dat).
 
 examples:
   nuskybgd demo demo_out
@@ -287,7 +290,7 @@ def run(args):
     # spec, image and simplify on a source region (nuskybgd.fitting.apply)
     from ..analysis.demo import demo_apply, print_demo_apply
     apply_rows = demo_apply(out, info, fit.paths["json"], sim, args.clobber)
-    mark("spec, image, simplify")
+    mark("spec, image, simplify, spex")
     print_demo_apply(apply_rows)
     summary = {"rows": rows, "pull_mean": float(pulls.mean()), "pull_std": float(pulls.std()),
                "source_region": apply_rows,

@@ -18,6 +18,14 @@ def test_demo_runs_and_recovers_injected_norms(tmp_path, capsys):
                  "bgdinfo.json", "sim/truth.json", "demo_summary.json"):
         assert (out / name).is_file(), name
     assert "injected" in text and "fitted" in text
+    # the SPEX files of the source regions: five sectors on one spectrum, read back by pyspextools
+    from nuskybgd.io.spex import read_spex
+    for m in "AB":
+        base = out / f"bgd_src_src{m}_spex"
+        spo, res = read_spex(f"{base}.spo", f"{base}.res")
+        assert spo.nregion == 1 and res.nsector == 5 and list(res.region) == [1] * 5
+        assert all((out / f"{base.name}_{c}.dat").is_file() for c in ("apbgd", "intbgd", "fcxb", "intn"))
+        assert f"data {base.name} {base.name}" in (out / f"{base.name}.com").read_text()
     summary = json.loads((out / "demo_summary.json").read_text())
     pulls = np.array([r["pull"] for r in summary["rows"] if r["pull"] is not None])
     assert pulls.size >= 12
