@@ -152,12 +152,17 @@ GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guide-fitting-your-sourc
 
 
 def _guide_sherpa_code():
-    """The Python block of the guide's Sherpa section."""
+    """The Python blocks of the guide's Sherpa section."""
     section = GUIDE.read_text().split("## 3. Sherpa", 1)[1].split("\n## ", 1)[0]
-    return section.split("```python", 1)[1].split("```", 1)[0]
+    return [b.split("```", 1)[0] for b in section.split("```python")[1:]]
 
 
-def test_guide_sherpa_part_fits_an_injected_source(field, exported, tmp_path):  # noqa: F811
+def test_guide_has_two_sherpa_blocks():
+    assert len(_guide_sherpa_code()) == 2
+
+
+@pytest.mark.parametrize("block", [0, 1])
+def test_guide_sherpa_part_fits_an_injected_source(field, exported, tmp_path, block):  # noqa: F811
     """The guide's Sherpa block, run as written, recovers an injected power law over the modelled background."""
     from sherpa.astro import ui
     from sherpa.models.basic import PowLaw1D
@@ -186,7 +191,7 @@ def test_guide_sherpa_part_fits_an_injected_source(field, exported, tmp_path):  
     ns = {}
     try:
         with chdir(tmp_path):
-            exec(compile(_guide_sherpa_code(), str(GUIDE), "exec"), ns)  # noqa: S102  (the guide's own code)
+            exec(compile(_guide_sherpa_code()[block], str(GUIDE), "exec"), ns)  # noqa: S102  (the guide's own code)
             res = ns["result"]
             gamma, ampl_fit = ns["src"].gamma.val, ns["src"].ampl.val
             # the background part of the model is still nuskybgd's prediction (frozen)
@@ -197,7 +202,7 @@ def test_guide_sherpa_part_fits_an_injected_source(field, exported, tmp_path):  
     finally:
         ui.clean()
     err = dict(zip(res.parnames, res.parmaxes))
-    GUIDE_FIT.append((gamma, err["src.gamma"], ampl_fit / ampl, err["src.ampl"] / ampl))
+    GUIDE_FIT.append((block, gamma, err["src.gamma"], ampl_fit / ampl, err["src.ampl"] / ampl))
     assert 0 < err["src.gamma"] < 0.2
     assert abs(gamma - 1.8) < 4 * err["src.gamma"], (gamma, err)
     assert abs(ampl_fit / ampl - 1) < 4 * err["src.ampl"] / ampl
@@ -207,8 +212,8 @@ def test_zz_report_agreement():
     """Prints the three-fitter agreement (for the report)."""
     for route, m, worst, ref, got in AGREE:
         print(f"\n{route:<24} FPM{m}: max |rel diff| per channel {worst:.2e}; total {got:.6f} vs {ref:.6f}")
-    for g, ge, a, ae in GUIDE_FIT:
-        print(f"\nguide Sherpa fit: photon index {g:.3f} +- {ge:.3f} (true 1.8), norm/true {a:.3f} +- {ae:.3f}")
+    for b, g, ge, a, ae in GUIDE_FIT:
+        print(f"\nguide Sherpa block {'ab'[b]}: photon index {g:.3f} +- {ge:.3f} (true 1.8), norm/true {a:.3f} +- {ae:.3f}")
 
 
 @pytest.mark.parametrize("case", ["off_images", "off_detectors", "other_module_arf", "other_module_rmf", "exists"])
