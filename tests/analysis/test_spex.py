@@ -20,6 +20,7 @@ import pytest
 
 from nuskybgd.cli import main
 
+from spex_reference import sector_matrix, spex_background_counts
 from synthetic_field import chdir, one_line_error
 
 AGREE = []  # (route, module, max relative difference) for the report
@@ -48,26 +49,6 @@ def exported(field, tmp_path_factory):
     return {"out": out, "spec": spec, "spex": spex, "dir": d}
 
 
-def _dense(res, sector):
-    """Dense (group energies, matrix m^2) of one sector of a pyspextools Res."""
-    r = res.return_region(sector, 1)
-    n_chan = int(r.nchan[0])
-    m = np.zeros((r.eg1.size, n_chan))
-    k = 0
-    for g in range(r.eg1.size):
-        n = int(r.nc[g])
-        m[g, r.ic1[g] - 1:r.ic1[g] - 1 + n] = r.resp[k:k + n]
-        k += n
-    return np.asarray(r.eg1, float), np.asarray(r.eg2, float), m
-
-
-def _file_model(e_pts, s_pts, eg1, eg2):
-    """Photons/m^2/s per response bin of a SPEX file model (log-log interpolation at bin centres)."""
-    c = 0.5 * (eg1 + eg2)
-    s = np.exp(np.interp(np.log(c), np.log(e_pts), np.log(s_pts), left=-np.inf, right=-np.inf))
-    return s * (eg2 - eg1)
-
-
 def test_pyspextools_reads_back_sectors(exported):
     from nuskybgd.io.spex import SECTORS, read_spex
     for n in exported["spex"]["names"]:
@@ -77,11 +58,11 @@ def test_pyspextools_reads_back_sectors(exported):
         assert list(res.sector) == [1, 2, 3, 4, 5] and list(res.region) == [1] * 5
         assert all(int(c) == 4096 for c in res.nchan)
         # intn sector is the diagonal response: one channel per energy bin, 1e-4 m^2 (1 cm^2)
-        _, _, m = _dense(res, 5)
+        _, _, m = sector_matrix(res, 5)
         assert np.count_nonzero(m) == m.shape[0]
         np.testing.assert_allclose(m[m > 0], 1e-4, rtol=1e-6)
         # source sector = RMF x ARF: its area exceeds the RMF-only intbgd sector's (1 cm^2 x RMF)
-        assert _dense(res, 1)[2].sum() > 10 * _dense(res, 3)[2].sum()
+        assert sector_matrix(res, 1)[2].sum() > 10 * sector_matrix(res, 3)[2].sum()
         com = Path(n["com"]).read_text()
         assert f"data {Path(n['base']).name} {Path(n['base']).name}" in com
         assert com.count("sector new") == 4 and com.count("comp ") == 4 + 1  # 4 file models + example line
@@ -92,15 +73,10 @@ def test_pyspextools_reads_back_sectors(exported):
 def test_spex_route_reproduces_prediction(exported):
     """Counts folded from the written .res and .dat files = spec's prediction, per channel (1e-6)."""
     from nuskybgd.io.ogip import read_pha
-    from nuskybgd.io.spex import SECTORS, read_file_model, read_spex
+    from nuskybgd.io.spex import read_spex
     for k, n in enumerate(exported["spex"]["names"]):
-        spo, res = read_spex(n["spo"], n["res"])
-        counts = np.zeros(4096)
-        for sector, name in enumerate(SECTORS[1:], start=2):
-            eg1, eg2, m = _dense(res, sector)
-            e, s = read_file_model(n["dat"][name])
-            counts += _file_model(e, s, eg1, eg2) @ m
-        counts *= np.asarray(spo.tints, float)
+        spo, _ = read_spex(n["spo"], n["res"])
+        counts = spex_background_counts(n)
         ref = exported["spec"]["sources"][k]["spectrum"]
         keep = ref > 1e-8 * ref.max()
         worst = float(np.max(np.abs(counts[keep] - ref[keep]) / ref[keep]))
