@@ -8,6 +8,8 @@ Figures (medians of ``--runs`` runs, default 9; written to
   on the real aspect track of observation 80415201001 (module A, 4
   detectors, 5 output files), numba cache warm (one warm-up run first);
 - ``python``: ``python -c pass``, the interpreter's own floor on this machine;
+- every process figure also gives the CPU time (user + sys) of the child, a
+  measure much less sensitive to other load on the machine than wall time;
 - ``rmf_direct``: ``read_rmf(real RMF, cache=False)`` (the only path before
   the cache), in this process, Sherpa already imported;
 - ``rmf_first``: the first read with an empty cache (read + store);
@@ -20,6 +22,7 @@ Figures (medians of ``--runs`` runs, default 9; written to
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -39,16 +42,21 @@ def wall(cmd, env, runs, warmup=1, cwd=None):
 
     Run from ``cwd`` (not the repository: ``python -m`` puts the current
     folder first on sys.path, which would shadow PYTHONPATH)."""
-    times = []
+    times, cpu = [], []
     for i in range(warmup + runs):
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        res = subprocess.run(cmd, env=env, cwd=cwd or tempfile.gettempdir(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        res = subprocess.run(cmd, env=env, cwd=cwd or tempfile.gettempdir(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
         dt = time.perf_counter() - t0
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         if res.returncode != 0:
             raise RuntimeError(f"{' '.join(map(str, cmd))} failed: {res.stderr.strip()[-400:]}")
         if i >= warmup:
             times.append(dt)
-    return {"median_s": statistics.median(times), "runs_s": times}
+            cpu.append((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime))
+    return {"median_s": statistics.median(times), "runs_s": times,
+            "cpu_median_s": statistics.median(cpu), "cpu_runs_s": cpu}
 
 
 def projbgd_inputs(folder):
@@ -86,26 +94,26 @@ def cli_figures(code_dir, inputs, folder, runs):
 def rmf_figures(runs):
     from nuskybgd.io.ogip import read_rmf
 
+    def timed(fn):
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        return time.perf_counter() - w0, time.process_time() - c0
+
     read_rmf(RMF, cache=False)  # imports and page cache
     direct, first, cached = [], [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
-        read_rmf(RMF, cache=False)
-        direct.append(time.perf_counter() - t0)
+        direct.append(timed(lambda: read_rmf(RMF, cache=False)))
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as d:
             os.environ["NUSKYBGD_CACHE"] = d
-            t0 = time.perf_counter()
-            read_rmf(RMF, cache=True)
-            first.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            read_rmf(RMF, cache=True)
-            cached.append(time.perf_counter() - t0)
-    med = {k: statistics.median(v) for k, v in (("direct", direct), ("first", first), ("cached", cached))}
-    return {"rmf_direct": {"median_s": med["direct"], "runs_s": direct},
-            "rmf_first": {"median_s": med["first"], "runs_s": first},
-            "rmf_cached": {"median_s": med["cached"], "runs_s": cached},
-            "rmf_speedup_cached_vs_direct": med["direct"] / med["cached"]}
+            first.append(timed(lambda: read_rmf(RMF, cache=True)))
+            cached.append(timed(lambda: read_rmf(RMF, cache=True)))
+    out = {}
+    for k, v in (("rmf_direct", direct), ("rmf_first", first), ("rmf_cached", cached)):
+        out[k] = {"median_s": statistics.median(w for w, _ in v), "runs_s": [w for w, _ in v],
+                  "cpu_median_s": statistics.median(c for _, c in v), "cpu_runs_s": [c for _, c in v]}
+    out["rmf_speedup_cached_vs_direct"] = out["rmf_direct"]["median_s"] / out["rmf_cached"]["median_s"]
+    return out
 
 
 def main(argv=None):
@@ -113,30 +121,37 @@ def main(argv=None):
     ap.add_argument("--runs", type=int, default=9)
     ap.add_argument("--baseline", type=Path, default=None, help="folder with the code to compare with")
     ap.add_argument("--skip-rmf", action="store_true")
+    ap.add_argument("--skip-cli", action="store_true")
     args = ap.parse_args(argv)
     res = {"machine_cpus": os.cpu_count(), "runs": args.runs,
            "load_average": os.getloadavg(), "python": {}}
     res["python"] = wall([sys.executable, "-c", "pass"], dict(os.environ), args.runs)
-    with tempfile.TemporaryDirectory() as d:
-        folder = Path(d)
-        inputs = projbgd_inputs(folder)
-        res["now"] = cli_figures(REPO, inputs, folder, args.runs)
-        if args.baseline is not None:
-            res["before"] = cli_figures(args.baseline.resolve(), inputs, folder, args.runs)
-            res["ratio_before_over_now"] = {k: res["before"][k]["median_s"] / res["now"][k]["median_s"]
-                                            for k in ("help", "projbgd")}
+    print(f"python -c pass {res['python']['median_s']:.3f} s")
+    if not args.skip_cli:
+        with tempfile.TemporaryDirectory() as d:
+            folder = Path(d)
+            inputs = projbgd_inputs(folder)
+            res["now"] = cli_figures(REPO, inputs, folder, args.runs)
+            if args.baseline is not None:
+                res["before"] = cli_figures(args.baseline.resolve(), inputs, folder, args.runs)
+                res["ratio_before_over_now"] = {k: res["before"][k]["median_s"] / res["now"][k]["median_s"]
+                                                for k in ("help", "projbgd")}
+                res["cpu_ratio_before_over_now"] = {
+                    k: res["before"][k]["cpu_median_s"] / res["now"][k]["cpu_median_s"] for k in ("help", "projbgd")}
+        for k in ("help", "projbgd"):
+            line = f"{k}: {res['now'][k]['median_s']:.3f} s wall, {res['now'][k]['cpu_median_s']:.3f} s CPU"
+            if "before" in res:
+                line += (f" (before {res['before'][k]['median_s']:.3f} s wall, "
+                         f"{res['before'][k]['cpu_median_s']:.3f} s CPU; wall ratio "
+                         f"x{res['ratio_before_over_now'][k]:.1f}, CPU ratio x{res['cpu_ratio_before_over_now'][k]:.1f})")
+            print(line)
     if not args.skip_rmf:
         res.update(rmf_figures(args.runs))
-    print(f"python -c pass {res['python']['median_s']:.3f} s")
-    for k in ("help", "projbgd"):
-        line = f"{k}: {res['now'][k]['median_s']:.3f} s"
-        if "before" in res:
-            line += f" (before {res['before'][k]['median_s']:.3f} s, x{res['ratio_before_over_now'][k]:.1f})"
-        print(line)
-    if not args.skip_rmf:
-        print(f"RMF direct {res['rmf_direct']['median_s']:.3f} s, first (read + store) "
-              f"{res['rmf_first']['median_s']:.3f} s, cached {res['rmf_cached']['median_s']:.3f} s "
-              f"(x{res['rmf_speedup_cached_vs_direct']:.0f})")
+        print(f"RMF direct {res['rmf_direct']['median_s']:.3f} s ({res['rmf_direct']['cpu_median_s']:.3f} CPU), "
+              f"first (read + store) {res['rmf_first']['median_s']:.3f} s "
+              f"({res['rmf_first']['cpu_median_s']:.3f} CPU), cached {res['rmf_cached']['median_s']:.3f} s "
+              f"({res['rmf_cached']['cpu_median_s']:.3f} CPU), x{res['rmf_speedup_cached_vs_direct']:.0f}")
+    res["load_average_end"] = os.getloadavg()
     out = HERE / "results" / "startup.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
