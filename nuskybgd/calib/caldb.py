@@ -47,9 +47,12 @@ TVIGNET  vignetting; GRPPSF PSF list; APERTURE aperture stop      no
 """
 
 import datetime as _dt
+import hashlib
+import json
 import logging
 import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,7 +65,7 @@ from ..io.output import write_fits
 
 __all__ = [
     "INDEX_RELPATH", "CIF_COLUMNS", "CaldbFile", "Caldb", "write_caldb_index",
-    "index_entries_for_file", "folder_index", "parse_date",
+    "index_entries_for_file", "folder_index", "folder_index_cache_dir", "parse_date",
 ]
 
 log = logging.getLogger("nuskybgd")
@@ -613,6 +616,43 @@ def index_entries_for_file(root, path, cal_date=None):
 
 
 _FOLDER_INDEX = {}
+_INDEX_CACHE_VERSION = 1
+
+
+def folder_index_cache_dir():
+    """Folder where the rows of indexed CALDB folders are kept between runs.
+
+    Returns
+    -------
+    pathlib.Path
+        ``$NUSKYBGD_CACHE/caldb-index``, else
+        ``$XDG_CACHE_HOME/nuskybgd/caldb-index`` (``~/.cache/...``).
+    """
+    if os.environ.get("NUSKYBGD_CACHE"):
+        return Path(os.environ["NUSKYBGD_CACHE"]) / "caldb-index"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "nuskybgd" / "caldb-index"
+
+
+def _stored_rows(path):
+    try:
+        data = json.loads(path.read_text())
+        if data.get("version") == _INDEX_CACHE_VERSION and isinstance(data.get("files"), dict):
+            return data["files"]
+    except (OSError, ValueError, AttributeError):
+        pass
+    return {}
+
+
+def _store_rows(path, root, files):
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "w") as f:
+            json.dump({"version": _INDEX_CACHE_VERSION, "root": str(root), "files": files}, f)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.debug("CALDB folder index not stored in %s (%s)", path, exc)
 
 
 def folder_index(root):
@@ -621,8 +661,15 @@ def folder_index(root):
     Every regular file below ``root`` (hidden files and folders skipped) is
     opened, and each HDU carrying ``CCNM0001`` becomes one row, as HEASARC's
     ``udcif`` would write it (:func:`index_entries_for_file`). Files that are
-    not FITS, or carry no CALDB keywords, are skipped. The result is kept
-    per process, keyed by the files' names, sizes and modification times.
+    not FITS, or carry no CALDB keywords, are skipped.
+
+    Reading the headers of gzipped files means inflating them (1.3 s of CPU
+    for the five files of ``shared/caldb/nustar``, most of it the 25 MB RMF),
+    so the rows of each file are kept in the process and in
+    :func:`folder_index_cache_dir`, keyed by the file's size, modification and
+    change times and inode: a file that is rewritten, replaced or touched is
+    read again (these rows come from headers only, so the file system's own
+    record of a change is enough; no content hash).
 
     Parameters
     ----------
@@ -654,18 +701,29 @@ def folder_index(root):
             except OSError:
                 continue
             if p.is_file():
-                files.append((p, st.st_size, st.st_mtime_ns))
-    key = (str(root), tuple((str(p), n, t) for p, n, t in files))
+                files.append((p, [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]))
+    key = (str(root), tuple((str(p), tuple(k)) for p, k in files))
     hit = _FOLDER_INDEX.get(key)
     if hit is not None:
         return [dict(r) for r in hit]
-    rows, used, skipped = [], 0, []
-    for p, _, _ in files:
-        try:
-            found = index_entries_for_file(root, p)
-        except NuskybgdError as exc:
+    store_path = folder_index_cache_dir() / f"{hashlib.sha256(str(root).encode()).hexdigest()[:32]}.json"
+    stored = _stored_rows(store_path)
+    kept, rows, used, skipped, read = {}, [], 0, [], 0
+    for p, stamp in files:
+        rel = p.relative_to(root).as_posix()
+        old = stored.get(rel)
+        if old is not None and old.get("stamp") == stamp:
+            found = [dict(r) for r in old["rows"]]
+        else:
+            read += 1
+            try:
+                found = index_entries_for_file(root, p)
+            except NuskybgdError as exc:
+                log.debug("CALDB folder %s: skipping %s (%s)", root, p.name, exc)
+                found = []
+        kept[rel] = {"stamp": stamp, "rows": found}
+        if not found:
             skipped.append(p.name)
-            log.debug("CALDB folder %s: skipping %s (%s)", root, p.name, exc)
             continue
         used += 1
         for r in found:
@@ -677,8 +735,10 @@ def folder_index(root):
         raise NuskybgdError(
             f"{root}: no NuSTAR CALDB index ({root / INDEX_RELPATH}) and no file with CALDB keywords "
             f"(CCNM0001) in the folder; set $CALDB to a CALDB or a folder of CALDB files")
+    if read or set(kept) != set(stored):
+        _store_rows(store_path, root, kept)
     log.info("CALDB %s has no caldb.indx: index built in memory from the CCNM/CBD/CVSD keywords of %d files "
-             "(%d calibration extensions%s)", root, used, len(rows),
-             f"; {len(skipped)} other files skipped" if skipped else "")
+             "(%d calibration extensions%s; %d files read, the others' rows from %s)", root, used, len(rows),
+             f"; {len(skipped)} other files skipped" if skipped else "", read, store_path.parent)
     _FOLDER_INDEX[key] = [dict(r) for r in rows]
     return rows

@@ -363,3 +363,38 @@ def test_folder_without_calibration_files(tmp_path):
         Caldb(tmp_path)
     with pytest.raises(NuskybgdError, match="is not a folder"):
         Caldb(tmp_path / "missing")
+
+
+def test_plain_folder_rows_kept_between_processes(tmp_path, shared_caldb, monkeypatch):
+    """Rows of a plain folder are stored in the user cache; a changed file is read again, a damaged store rebuilt."""
+    import os
+
+    from nuskybgd.calib import caldb as C
+
+    monkeypatch.setenv("NUSKYBGD_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "cal"
+    folder.mkdir()
+    det = folder / "detabs.fits"
+    det.write_bytes((shared_caldb / "nuAdetabs20100101v002.fits").read_bytes())
+    (folder / "notes.txt").write_text("not FITS")
+    calls = []
+    real = C.index_entries_for_file
+    monkeypatch.setattr(C, "index_entries_for_file", lambda root, p: calls.append(Path(p).name) or real(root, p))
+
+    def fresh():  # a new process: nothing in memory
+        C._FOLDER_INDEX.clear()
+        return C.Caldb(folder)
+
+    assert fresh().query("DETABS", "A", 2).extno == 3
+    assert sorted(calls) == ["detabs.fits", "notes.txt"]
+    (store,) = (tmp_path / "cache" / "caldb-index").glob("*.json")
+    calls.clear()
+    assert fresh().query("DETABS", "A", 2).extno == 3 and calls == []
+    st = det.stat()
+    os.utime(det, ns=(st.st_atime_ns, st.st_mtime_ns + 10 ** 9))  # touched: read again
+    fresh()
+    assert calls == ["detabs.fits"]
+    calls.clear()
+    store.write_text("{damaged")
+    assert fresh().query("DETABS", "A", 0).extno == 1
+    assert sorted(calls) == ["detabs.fits", "notes.txt"]
