@@ -15,6 +15,8 @@ meant to be used::
     ui.load_pha(1, "src_A.pha")             # RESPFILE / ANCRFILE of the source
     ui.set_source(1, ui.powlaw1d.p1)
     add_background_model("bgd_src_A_bkg.pha", id=1)   # from `nuskybgd spec`
+    # or, from Python: add_background_model(bg.predict("src.reg", "src_A.pha"), id=1)
+    # with bg = nuskybgd.Background.from_bgdinfo("bgdinfo.json"); bg.fit()
     ui.set_stat("cstat")
     ui.notice(3.0, 79.0)
     ui.fit(1)
@@ -47,6 +49,8 @@ def _components(background):
         pha = read_pha(background)
         counts = np.asarray(pha.counts, float)
         return {"background": counts}, int(np.asarray(pha.channel)[0])
+    if isinstance(getattr(background, "components", None), Mapping):  # a Background.predict() result
+        background = background.components
     first = getattr(background, "first_channel", None)
     if isinstance(background, Mapping):
         comps = {str(k): np.asarray(v, float) for k, v in background.items()}
@@ -60,12 +64,14 @@ def background_counts_model(background, name="nbgd", first_channel=None, frozen=
 
     Parameters
     ----------
-    background : mapping, array_like, str or os.PathLike
+    background : Prediction, mapping, array_like, str or os.PathLike
         Predicted background counts per channel of the source spectrum
-        (exposure included): a mapping component key -> counts (e.g.
-        ``run_spec(...)["sources"][k]["counts"]``, one scale parameter per
-        component), one array of total counts, or the predicted background
-        spectrum ``NAME_bkg.pha`` written by ``nuskybgd spec``.
+        (exposure included): the result of
+        :meth:`nuskybgd.Background.predict` (its per-component
+        ``components``), a mapping component key -> counts (one scale
+        parameter per component), one array of total counts, or the
+        predicted background spectrum ``NAME_bkg.pha`` written by
+        ``nuskybgd spec``.
     name : str
         Sherpa model name.
     first_channel : int, optional

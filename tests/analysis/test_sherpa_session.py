@@ -82,6 +82,18 @@ def test_background_from_spec_pha_file(tmp_path):
     assert "p1" in s.get_model(1).name and "nbgd" in s.get_model(1).name
 
 
+def test_background_from_a_prediction_object():
+    """Anything with a ``components`` mapping (nuskybgd.Background.predict's result) is taken per component."""
+    from types import SimpleNamespace
+
+    rmf, arf = _small_response()
+    s = _session(np.ones(N), rmf, arf)
+    pred = SimpleNamespace(components={"apbgd": np.full(N, 0.5), "intn": np.full(N, 0.25)}, spectrum=np.full(N, 0.75))
+    bkg = add_background_model(pred, id=1, source_model=PowLaw1D("p1"), session=s)
+    assert [p.name for p in bkg.pars] == ["apbgd", "intn"]
+    np.testing.assert_allclose(bkg.calc([1.0, 1.0]), pred.spectrum)
+
+
 def test_bad_background_inputs():
     rmf, arf = _small_response()
     s = _session(np.ones(N), rmf, arf)
