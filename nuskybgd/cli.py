@@ -25,7 +25,7 @@ import sys
 from . import __version__
 from .errors import NuskybgdError
 
-__all__ = ["SUMMARIES", "TASKS", "build_parser", "main", "translate_legacy"]
+__all__ = ["SUMMARIES", "TASKS", "build_parser", "error_line", "main", "translate_legacy"]
 
 #: Task names in the order shown by ``nuskybgd --help``.
 TASKS = (
@@ -236,23 +236,111 @@ def main(argv=None):
 
         logging.basicConfig(level=getattr(logging, args.log_level), format="nuskybgd: %(message)s",
                             stream=sys.stderr)
-        rc = args._task_run(args)
+        from .io.output import output_session
+        _recover_argument_folders(args)
+        with output_session():  # output locks end with the task
+            rc = args._task_run(args)
         return int(rc or 0)
     except NuskybgdError as exc:
         if debug:
             raise
+        _close_progress_bars()
         task = argv[task_idx] if task_idx is not None else ""
-        print(f"nuskybgd {task}: error: {exc}".replace("  ", " "), file=sys.stderr)
+        print(error_line(task, exc), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
+        _close_progress_bars()
         print("nuskybgd: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        if debug:
+            raise
+        _close_progress_bars()
+        task = argv[task_idx] if task_idx is not None else ""
+        print(error_line(task, "out of memory (reduce the size of the request)"), file=sys.stderr)
+        return 2
     except Exception as exc:  # pragma: no cover - unexpected failures stay one line too
         if debug:
             raise
-        print(f"nuskybgd: internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)",
-              file=sys.stderr)
+        _close_progress_bars()
+        msg = " ".join(f"{type(exc).__name__}: {exc}".split())
+        print(f"nuskybgd: internal error: {msg} (rerun with --debug for a traceback)", file=sys.stderr)
         return 1
+
+
+def _recover_argument_folders(args):
+    """Finish or undo interrupted output transactions in the folders named on the command line.
+
+    A run killed during its commit leaves a journal; the next run of any
+    task that names a file of that folder completes (or discards) it before
+    reading anything, so no run ever sees a mixture of old and new files.
+    """
+    import logging
+    import os
+    from pathlib import Path
+
+    from .io.output import STAGE_PREFIX, recover_folder
+    values = []
+    for v in vars(args).values():
+        values.extend(v if isinstance(v, (list, tuple)) else [v])
+    seen = set()
+    for v in values:
+        if not isinstance(v, (str, os.PathLike)) or not str(v) or "\0" in str(v):
+            continue
+        try:
+            p = Path(v)
+            folder = p if p.is_dir() else p.parent
+            if folder in seen or not folder.is_dir():
+                continue
+            seen.add(folder)
+            if any(e.name.startswith(STAGE_PREFIX) for e in os.scandir(folder)):
+                for line in recover_folder(folder):
+                    logging.getLogger("nuskybgd").info("%s: %s", folder, line)
+        except (OSError, ValueError):
+            continue
+
+
+def error_line(task, exc):
+    """The one line printed for a user error: ``nuskybgd TASK: error: MESSAGE``.
+
+    Parameters
+    ----------
+    task : str
+        Task name ("" before a task is known).
+    exc : Exception or str
+        The error; a message that already starts with ``nuskybgd TASK:`` (an
+        argparse-style program prefix) is not prefixed twice.
+
+    Returns
+    -------
+    str
+        One line.
+    """
+    msg = " ".join(str(exc).split())
+    prefix = f"nuskybgd {task}".strip()
+    for p in (f"{prefix}: error:", f"{prefix}:", "nuskybgd:", f"{task}:" if task else "nuskybgd:"):
+        if msg.startswith(p):
+            msg = msg[len(p):].lstrip()
+            break
+    return f"{prefix}: error: {msg}"
+
+
+def _close_progress_bars():
+    """Close open tqdm bars so that an error line starts on a line of its own."""
+    tqdm_mod = sys.modules.get("tqdm")
+    bars = list(getattr(getattr(tqdm_mod, "tqdm", None), "_instances", []) or [])
+    for bar in bars:
+        try:
+            bar.leave = False
+            bar.close()
+        except Exception:  # pragma: no cover - a broken bar must not hide the error
+            pass
+    if bars:
+        try:
+            sys.stderr.write("\n")  # the error line must not continue a bar's line
+            sys.stderr.flush()
+        except (OSError, ValueError):  # pragma: no cover
+            pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,7 +21,7 @@ from ..fitting.export import state_from_json
 from ..fitting.prepare import shape_presets
 from ..fitting.weights import region_weights
 from ..io.bgdinfo import load_bgdinfo
-from ..io.fitsfile import open_fits
+from ..io.fitsfile import check_input_file, open_fits
 from ..io.ogip import read_pha, spectrum_module
 from ..io.regions import region_mask
 from ..io.state import FitState
@@ -105,10 +105,11 @@ def load_fit(path, info, extra_spectra_ok=False):
     """
     p = Path(path)
     if p.suffix.lower() == ".json":
+        check_input_file(p, "fit file")
         try:
-            d = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise NuskybgdError(f"{p}: fit file not found") from None
+            d = json.loads(p.read_text(encoding="utf-8"))
+        except RecursionError:
+            raise NuskybgdError(f"{p}: cannot read fit JSON (nested too deeply)") from None
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise NuskybgdError(f"{p}: cannot read fit JSON ({exc})") from None
         state = state_from_json(d, str(p))

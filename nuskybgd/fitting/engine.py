@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg
+import scipy.optimize
 
 from ..errors import NuskybgdError
 from ..kernels.jit import njit
@@ -349,6 +350,13 @@ class FitResult:
         Parameters pinned at a bound (lower or upper).
     seconds : float
         Wall time of the solve.
+    upper_limits : ndarray
+        For parameters at their lower bound: the value where the statistic
+        has risen by :data:`UPPER_LIMIT_DELTA` (2.706, a 90% upper limit as
+        XSPEC's ``error`` command), the other parameters held at the best
+        fit; NaN for the others. A parameter that no bin with counts depends
+        on (e.g. every spectrum at zero counts) has no curvature: its error is
+        NaN, not 0, and the upper limit is its only result.
     """
 
     theta: np.ndarray
@@ -362,6 +370,7 @@ class FitResult:
     statistic_name: str = "cstat"
     seconds: float = 0.0
     history: list = field(default_factory=list)
+    upper_limits: np.ndarray = None
 
 
 @njit(cache=True, nogil=True)
@@ -417,7 +426,9 @@ def stat_parts(name, d, mu):
         pos = d > 0
         val = mu - d
         val[pos] += d[pos] * np.log(d[pos] / mu[pos])
-        return 2.0 * float(np.sum(val)), 2.0 * (1.0 - d / mu), 2.0 * d / mu ** 2
+        ratio = np.zeros_like(mu)  # d / mu, 0 in empty bins (also where mu = 0 there)
+        ratio[pos] = d[pos] / mu[pos]
+        return 2.0 * float(np.sum(val)), 2.0 * (1.0 - ratio), 2.0 * ratio / np.where(pos, mu, 1.0)
     if name == "chi":
         var = np.maximum(d, 1.0)
         r = (mu - d) / var
@@ -554,6 +565,15 @@ def solve_blocks(blocks, p, theta0, lower=None, statistic="cstat", tol=1e-8, max
     it = 0
     for it in range(1, max_iter + 1):
         grad, H = derivatives(g1, g2)
+        # A parameter acting only on bins without counts has no curvature (cstat is linear
+        # in it, slope > 0): its minimum is exactly its lower bound. Newton cannot move it.
+        flat = live & (np.diag(H) <= 0) & (grad > 0) & (x > lo) & (lo >= 0)
+        if np.any(flat):
+            x = np.where(flat, lo, x)
+            mu = predict(x)
+            f, g1, g2 = stat_parts(statistic, d_all, mu)
+            history.append(f)
+            continue
         at_lo = ((x <= lo + 1e-12 * np.maximum(1.0, np.abs(lo))) & (grad > 0)) | \
             ((x >= hi - 1e-12 * np.maximum(1.0, np.abs(hi_f))) & (grad < 0))
         fr = live & ~at_lo
@@ -598,9 +618,10 @@ def solve_blocks(blocks, p, theta0, lower=None, statistic="cstat", tol=1e-8, max
     # that way, 0.76 over the fits with no norm at a bound
     # (benchmarks/chain_pulls.py).
     grad, H = derivatives(g1, g2)
-    at_lo = ((x <= lo + 1e-9 * np.maximum(1.0, np.abs(lo))) & (grad > 0)) | \
-        ((x >= hi - 1e-9 * np.maximum(1.0, np.abs(hi_f))) & (grad < 0))
-    fr = live
+    at_lower = (x <= lo + 1e-9 * np.maximum(1.0, np.abs(lo))) & (grad > 0)
+    at_lo = at_lower | ((x >= hi - 1e-9 * np.maximum(1.0, np.abs(hi_f))) & (grad < 0))
+    flat = live & (np.diag(H) <= 0)
+    fr = live & ~flat
     cov_s = np.zeros((p, p))
     if np.any(fr):
         Hf = H[np.ix_(fr, fr)]
@@ -612,11 +633,41 @@ def solve_blocks(blocks, p, theta0, lower=None, statistic="cstat", tol=1e-8, max
         cov_s[np.ix_(fr, fr)] = 2.0 * inv
     cov = cov_s * scale[:, None] * scale[None, :]
     err = np.sqrt(np.clip(np.diag(cov), 0, None))
-    err[dead] = np.nan
+    err[dead | flat] = np.nan
+    ul = np.full(p, np.nan)
+    for j in np.flatnonzero(at_lower & live):
+        ul[j] = _upper_limit(lambda xv: stat_parts(statistic, d_all, predict(xv))[0], x, j, lo[j], f,
+                             err[j] / scale[j] if np.isfinite(err[j]) and err[j] > 0 else 1.0) * scale[j]
     n = len(d_all)
     return FitResult(theta=x * scale, errors=err, covariance=cov, statistic=f,
                      dof=int(n - np.count_nonzero(live)), n_iter=it, converged=bool(converged), at_bound=at_lo,
-                     statistic_name=statistic, seconds=time.perf_counter() - t0, history=history)
+                     statistic_name=statistic, seconds=time.perf_counter() - t0, history=history,
+                     upper_limits=ul)
+
+
+#: Rise of the statistic that defines the upper limit of a parameter at its bound (90%, as XSPEC's error).
+UPPER_LIMIT_DELTA = 2.706
+
+
+def _upper_limit(stat, x, j, lo, f0, step):
+    """Value of x[j] above its bound ``lo`` where ``stat`` reaches f0 + UPPER_LIMIT_DELTA (others fixed)."""
+    target = f0 + UPPER_LIMIT_DELTA
+
+    def h(t):
+        xv = x.copy()
+        xv[j] = lo + t
+        return stat(xv) - target
+    a, b = 0.0, max(step, 1e-12)
+    for _ in range(200):
+        hb = h(b)
+        if not np.isfinite(hb):
+            return np.nan
+        if hb > 0:
+            break
+        a, b = b, 2.0 * b
+    else:
+        return np.inf  # the statistic never rises: no constraint
+    return lo + scipy.optimize.brentq(h, a, b, xtol=1e-10 * b, rtol=1e-8)
 
 
 def fit_state(state, spectra, statistic=None, fit=True, allow_shapes=False):
@@ -649,9 +700,13 @@ def fit_state(state, spectra, statistic=None, fit=True, allow_shapes=False):
     if fit:
         res = solve_blocks(model.design_blocks(), model.n_free, theta0, lower=model.lower_bounds(),
                            upper=model.upper_bounds(), statistic=statistic)
-        for (s, i), v, e in zip(model.free, res.theta, res.errors):
+        limits = []
+        for (s, i), v, e, u in zip(model.free, res.theta, res.errors, res.upper_limits):
             s.params[i].value = float(v)
             s.params[i].error = None if not np.isfinite(e) else float(e)
+            if not np.isnan(u):
+                limits.append({"source": s.name or s.number, "param": i + 1, "value": float(u),
+                               "delta_statistic": UPPER_LIMIT_DELTA})
         if not res.converged:
             log.warning("fit did not converge in %d iterations", res.n_iter)
     else:
@@ -670,4 +725,6 @@ def fit_state(state, spectra, statistic=None, fit=True, allow_shapes=False):
         "iterations": None if res is None else res.n_iter,
         "seconds": None if res is None else res.seconds,
     }
+    if res is not None:
+        state.info["fit"]["upper_limits"] = limits
     return model, res

@@ -80,6 +80,8 @@ def load_spectra(paths, respfiles=None, modules=None):
         Unreadable spectrum, INSTRUME not FPMA/FPMB, no RESPFILE, unreadable
         RMF, or channels that do not match the RMF.
     """
+    from ..io.events import check_module
+    from ..io.fitsfile import header_file_path
     from ..io.ogip import read_pha, read_rmf, spectrum_module
 
     out = []
@@ -96,7 +98,7 @@ def load_spectra(paths, respfiles=None, modules=None):
             rname = str(pha.header.get("RESPFILE", "none")).strip()
             if rname.lower() in ("", "none"):
                 raise NuskybgdError(f"{p}: no RESPFILE keyword naming the spectrum's RMF")
-            rpath = Path(rname) if Path(rname).is_absolute() else p.parent / rname
+            rpath = header_file_path(rname, p.parent)
             if not rpath.is_file():
                 raise NuskybgdError(f"{p}: its RMF {rpath} (RESPFILE) does not exist")
         # one object per RMF file: spectra sharing it share the folds
@@ -104,6 +106,7 @@ def load_spectra(paths, respfiles=None, modules=None):
         rmf = rmfs.get(key)
         if rmf is None:
             rmf = rmfs[key] = read_rmf(rpath)
+        check_module(getattr(rmf, "header", None), module, rpath, "RMF", f"RESPFILE of the FPM{module} spectrum {p}")
         counts = np.asarray(pha.counts, float)
         e_lo = np.asarray(rmf.e_min, float)
         e_hi = np.asarray(rmf.e_max, float)
@@ -141,6 +144,7 @@ def compute_weights(info, spectra):
         Missing images for a module, mismatched shapes, a region outside the
         image or with zero area on every detector.
     """
+    from ..io.events import check_module
     from ..io.regions import region_mask
     from ..io.skyfiles import read_image
 
@@ -151,8 +155,13 @@ def compute_weights(info, spectra):
         if m not in cache:
             if m not in info.bgdapfiles or m not in info.bgddetfiles:
                 raise NuskybgdError(f"{info.path}: spectra of module {m} but no bgdapfiles.{m}/bgddetfiles.{m}")
-            ap, _ = read_image(info.bgdapfiles[m], "aperture image")
-            dets = [read_image(f, "detector image")[0] for f in info.bgddetfiles[m]]
+            ap, aph = read_image(info.bgdapfiles[m], "aperture image")
+            check_module(aph, m, info.bgdapfiles[m], "aperture image", f"bgdapfiles.{m} in {info.path}")
+            dets = []
+            for k, f in enumerate(info.bgddetfiles[m]):
+                im, h = read_image(f, "detector image")
+                check_module(h, m, f, "detector image", f"bgddetfiles.{m}[{k}] in {info.path}")
+                dets.append(im)
             for f, im in zip([info.bgdapfiles[m]] + list(info.bgddetfiles[m]), [ap] + dets):
                 if im.shape != ref.shape:
                     raise NuskybgdError(f"{f}: image shape {im.shape} differs from refimgf {ref.shape}")

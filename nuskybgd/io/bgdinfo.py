@@ -27,11 +27,14 @@ spectrum's RESPFILE.
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import NuskybgdError
+from .fitsfile import check_input_file
 
 __all__ = ["BgdInfo", "load_bgdinfo", "TEMPLATE"]
 
@@ -96,6 +99,21 @@ class BgdInfo:
         return self.path.parent
 
 
+#: Keys of a bgdinfo file (``_``-prefixed keys are comments and ignored).
+KNOWN_KEYS = ("bgfiles", "regfiles", "refimgf", "bgdapfiles", "bgddetfiles", "fcxb_config",
+              "intbgd_fix_line_ratios", "detectors", "respfiles")
+
+
+def _check_keys(d, known, path, where):
+    """Unknown keys are an error (a typo would otherwise be ignored), with a suggestion."""
+    for key in d:
+        if not isinstance(key, str) or key.startswith("_") or key in known:
+            continue
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f"; did you mean '{where}{close[0]}'?" if close else f" (known: {', '.join(known)})"
+        raise NuskybgdError(f"{path}: unknown key '{where}{key}'{hint}")
+
+
 def _str_list(value, key, path, n=None):
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise NuskybgdError(f"{path}: '{key}' must be a list of file names")
@@ -125,19 +143,22 @@ def load_bgdinfo(path, check_files=True):
         missing key, bgfiles/regfiles of different lengths, missing A/B
         images, bad fcxb links, a named file that does not exist.
     """
-    p = Path(path)
+    p = check_input_file(path, "bgdinfo file")
     try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise NuskybgdError(f"{p}: bgdinfo file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise NuskybgdError(f"{p}: cannot read bgdinfo file ({exc})") from None
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise NuskybgdError(f"{p}: cannot read bgdinfo file: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise NuskybgdError(f"{p}: cannot read bgdinfo file ({exc.strerror or exc})") from None
     try:
         d = json.loads(text)
     except ValueError as exc:
         raise NuskybgdError(f"{p}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise NuskybgdError(f"{p}: not valid bgdinfo JSON (nested too deeply)") from None
     if not isinstance(d, dict):
         raise NuskybgdError(f"{p}: expected a JSON object (see 'nuskybgd fit --help')")
+    _check_keys(d, KNOWN_KEYS, p, "")
     whole = "detectors" in d
     for key in ("bgfiles",) if whole else ("bgfiles", "regfiles", "refimgf", "bgdapfiles", "bgddetfiles"):
         if key not in d:
@@ -171,6 +192,8 @@ def load_bgdinfo(path, check_files=True):
     ap, det = d.get("bgdapfiles", {}), d.get("bgddetfiles", {})
     if not isinstance(ap, dict) or not isinstance(det, dict):
         raise NuskybgdError(f"{p}: 'bgdapfiles' and 'bgddetfiles' must be objects with keys A and B")
+    _check_keys(ap, ("A", "B"), p, "bgdapfiles.")
+    _check_keys(det, ("A", "B"), p, "bgddetfiles.")
     base = p.parent
 
     def res(name):
@@ -189,8 +212,14 @@ def load_bgdinfo(path, check_files=True):
     fc = d.get("fcxb_config", {}) or {}
     if not isinstance(fc, dict):
         raise NuskybgdError(f"{p}: 'fcxb_config' must be an object with 'links'")
-    for k, pair in enumerate(fc.get("links", []) or []):
-        if (not isinstance(pair, list) or len(pair) != 2 or not all(isinstance(x, int) for x in pair)
+    _check_keys(fc, ("links",), p, "fcxb_config.")
+    raw_links = fc.get("links", []) or []
+    if not isinstance(raw_links, list):
+        raise NuskybgdError(f"{p}: 'fcxb_config.links' must be a list of spectrum-number pairs, "
+                            f"e.g. [[1, 2], [3, 4]] (got {json.dumps(raw_links)[:40]})")
+    for k, pair in enumerate(raw_links):
+        if (not isinstance(pair, list) or len(pair) != 2
+                or not all(isinstance(x, int) and not isinstance(x, bool) for x in pair)
                 or not all(1 <= x <= len(bg) for x in pair) or pair[0] == pair[1]):
             raise NuskybgdError(f"{p}: fcxb_config.links[{k}] = {pair!r} must be two different spectrum "
                                 f"numbers 1..{len(bg)}")
@@ -199,6 +228,13 @@ def load_bgdinfo(path, check_files=True):
     if not isinstance(fix, bool):
         raise NuskybgdError(f"{p}: 'intbgd_fix_line_ratios' must be true or false")
     refimg = d.get("refimgf")
+    seen = {}
+    for i, f in enumerate(bg if not whole else []):
+        key = os.path.realpath(res(f))
+        if key in seen:
+            raise NuskybgdError(f"{p}: bgfiles[{i}] = {f} is the same spectrum as bgfiles[{seen[key]}] "
+                                f"= {bg[seen[key]]} (each spectrum once)")
+        seen[key] = i
     info = BgdInfo(path=p, bgfiles=[res(x) for x in bg], regfiles=[res(x) for x in reg],
                    refimgf=res(refimg) if isinstance(refimg, str) and refimg else None,
                    bgdapfiles=apfiles, bgddetfiles=detfiles,

@@ -29,8 +29,7 @@ from .fitsfile import find_hdu, find_hdus, open_fits
 __all__ = [
     "EventFile", "BadPixTable", "EVENT_COLUMNS", "COORD_COLUMNS",
     "read_events", "sky_wcs", "read_gti", "read_badpix", "read_det1_refpoint",
-    "module_from_header",
-]
+    "module_from_header", "check_module"]
 
 log = logging.getLogger("nuskybgd")
 
@@ -149,6 +148,35 @@ def module_from_header(header, path, *more_headers):
                 return inst[-1]
             raise NuskybgdError(f"{path}: INSTRUME is {inst!r}, expected FPMA or FPMB (not a NuSTAR FPM file)")
     raise NuskybgdError(f"{path}: keyword INSTRUME missing, cannot tell FPMA from FPMB")
+
+
+def check_module(header, module, path, what, expected_from):
+    """Cross-check the module of a file against the module it is used for.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header or dict or None
+        Header of the file (INSTRUME absent or not FPMA/FPMB: no check).
+    module : str
+        ``"A"`` or ``"B"``, the module the file is used for.
+    path : str or os.PathLike
+        The file (messages).
+    what : str
+        What the file is (messages), e.g. ``"instrument map"``.
+    expected_from : str
+        Where ``module`` comes from (messages), e.g. ``"--mod A"``.
+
+    Raises
+    ------
+    NuskybgdError
+        When the file is for the other module.
+    """
+    if header is None or "INSTRUME" not in header:
+        return
+    inst = header["INSTRUME"]
+    inst = str(inst[0] if isinstance(inst, tuple) else inst).strip().upper()
+    if inst in ("FPMA", "FPMB") and inst[-1] != module:
+        raise NuskybgdError(f"{path}: {what} is for {inst} but used for FPM{module} ({expected_from})")
 
 
 def _quiet_table(hdu):

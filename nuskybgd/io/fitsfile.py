@@ -7,6 +7,7 @@ kind of message: ``<path>: cannot read <what>: <problem>``.
 
 import gzip
 import os
+import stat
 import warnings
 import zlib
 from pathlib import Path
@@ -16,7 +17,8 @@ from astropy.utils.exceptions import AstropyUserWarning
 
 from ..errors import NuskybgdError
 
-__all__ = ["open_fits", "find_hdu", "find_hdus", "header_value"]
+__all__ = ["open_fits", "find_hdu", "find_hdus", "header_value", "check_input_file", "fits_text",
+           "header_file_path"]
 
 _FITS_MAGIC = b"SIMPLE  ="
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -66,6 +68,103 @@ def _truncated_hdus(hdul, path, is_gzip):
     return None
 
 
+def check_input_file(path, what="file"):
+    """Check that an input is a readable regular file, without opening it.
+
+    The file type is looked at before any ``open``: a FIFO would block the
+    reader forever and a device would be read without end.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The input.
+    what : str
+        What the file is for (messages).
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    NuskybgdError
+        Missing, a directory, a FIFO/device/socket, or not readable.
+    """
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        if os.path.islink(p):
+            raise NuskybgdError(f"{p}: {what} is a dangling symbolic link") from None
+        raise NuskybgdError(f"{p}: {what} not found") from None
+    except NotADirectoryError:
+        raise NuskybgdError(f"{p}: {what} not found (a folder in its path is a file)") from None
+    except PermissionError:
+        raise NuskybgdError(f"{p}: cannot read {what}: permission denied") from None
+    except (OSError, ValueError) as exc:
+        raise NuskybgdError(f"{p}: cannot read {what} ({getattr(exc, 'strerror', None) or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise NuskybgdError(f"{p}: {what} expected, but this is a directory")
+    if stat.S_ISFIFO(st.st_mode):
+        raise NuskybgdError(f"{p}: {what} expected, but this is a FIFO (named pipe), not a regular file")
+    if not stat.S_ISREG(st.st_mode):
+        raise NuskybgdError(f"{p}: {what} expected, but this is a device or socket, not a regular file")
+    if not os.access(p, os.R_OK):
+        raise NuskybgdError(f"{p}: cannot read {what}: permission denied")
+    return p
+
+
+def fits_text(value):
+    """ASCII form of a header string: non-ASCII characters percent-encoded (UTF-8).
+
+    FITS headers hold printable ASCII only, but file names may be in any
+    encoding; ``é`` becomes ``%C3%A9`` (as in URLs), and
+    :func:`header_file_path` turns it back into the file name.
+
+    Parameters
+    ----------
+    value : str
+
+    Returns
+    -------
+    str
+        ``value`` itself when it is printable ASCII.
+    """
+    value = str(value)
+    if all(" " <= c <= "~" for c in value):
+        return value
+    raw = os.fsencode(value)
+    return "".join(chr(b) if 32 <= b <= 126 and b != 0x25 else f"%{b:02X}" for b in raw)
+
+
+def header_file_path(value, base):
+    """Path of a file named in a header (RESPFILE, ANCRFILE, ...), relative to ``base``.
+
+    Parameters
+    ----------
+    value : str
+        Header value (possibly percent-encoded by :func:`fits_text`).
+    base : str or os.PathLike
+        Folder of the file whose header names it.
+
+    Returns
+    -------
+    pathlib.Path
+        The literal name if it exists, else the decoded one (if different).
+    """
+    from urllib.parse import unquote_to_bytes
+
+    def resolve(name):
+        q = Path(name)
+        return q if q.is_absolute() else Path(base) / q
+    literal = resolve(value)
+    if "%" in value and not literal.exists():
+        decoded = resolve(os.fsdecode(unquote_to_bytes(value)))
+        if decoded.exists():
+            return decoded
+    return literal
+
+
 def open_fits(path, what="FITS file"):
     """Open a FITS file (plain or gzip-compressed) with clear errors.
 
@@ -89,11 +188,7 @@ def open_fits(path, what="FITS file"):
         One line naming the file and the problem: missing file, folder given,
         not a FITS file, damaged gzip stream, truncated file.
     """
-    p = Path(path)
-    if not p.exists():
-        raise NuskybgdError(f"{p}: {what} not found")
-    if p.is_dir():
-        raise NuskybgdError(f"{p}: {what} expected, got a folder")
+    p = check_input_file(path, what)
     try:
         head = _first_bytes(p)
     except OSError as exc:
@@ -103,8 +198,12 @@ def open_fits(path, what="FITS file"):
         try:
             with gzip.open(p, "rb") as g:
                 head = g.read(10)
+                # astropy reads only what it needs and never reaches the CRC at the end of the
+                # stream: read it all once so that a corrupted file is an error, not fewer events.
+                while g.read(1 << 22):
+                    pass
         except (OSError, EOFError, zlib.error) as exc:
-            raise NuskybgdError(f"{p}: cannot read {what}: damaged gzip file ({exc})") from None
+            raise NuskybgdError(f"{p}: cannot read {what}: damaged gzip file ({' '.join(str(exc).split())})") from None
     if not head.startswith(_FITS_MAGIC):
         if len(head) == 0:
             raise NuskybgdError(f"{p}: cannot read {what}: file is empty")
@@ -125,6 +224,14 @@ def open_fits(path, what="FITS file"):
     for w in caught:
         if not issubclass(w.category, AstropyUserWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    for i, hdu in enumerate(hdul):
+        for card in hdu.header.cards:
+            try:
+                card.value  # noqa: B018 - parsing the card is the check
+            except (fits.VerifyError, ValueError) as exc:
+                hdul.close()
+                raise NuskybgdError(f"{p}: cannot read {what}: HDU {i} has an unparsable header card "
+                                    f"{card.keyword} ({' '.join(str(exc).split())[:80]})") from None
     bad = _truncated_hdus(hdul, p, is_gzip)
     if bad is not None:
         hdul.close()

@@ -12,6 +12,7 @@ atomic and keep existing files unless ``clobber``.
 """
 
 import logging
+import math
 import os
 import re
 import weakref
@@ -24,12 +25,12 @@ from astropy.io import fits
 from ..errors import NuskybgdError
 from . import rmfcache
 from .events import module_from_header
-from .fitsfile import find_hdu, open_fits
+from .fitsfile import find_hdu, fits_text, header_file_path, open_fits
 from .output import write_fits
 
 __all__ = [
     "read_pha", "read_rmf", "read_arf", "rmf_matrix", "write_pha", "write_rmf",
-    "write_arf", "spectrum_module", "compress_matrix", "standard_energy_grid",
+    "write_arf", "spectrum_module", "check_spectrum_columns", "compress_matrix", "standard_energy_grid",
 ]
 
 log = logging.getLogger("nuskybgd")
@@ -93,6 +94,7 @@ def read_pha(path, responses=False):
                 raise
         kept = {k: spec.header[k] for k in ("RESPFILE", "ANCRFILE", "BACKFILE", "CORRFILE",
                                               "EXPOSURE", "BACKSCAL", "AREASCAL") if k in spec.header}
+        check_spectrum_columns(spec, path)
         # Hand Sherpa a copy without the ancillary file names, so that it
         # does not try to load them (and warn when they are absent).
         spec_copy = spec.copy()
@@ -116,12 +118,53 @@ def read_pha(path, responses=False):
         rname = str(kept.get("RESPFILE", "none")).strip()
         aname = str(kept.get("ANCRFILE", "none")).strip()
         if rname.lower() not in ("", "none"):
-            rmf = read_rmf(base / rname if not Path(rname).is_absolute() else rname)
+            rmf = read_rmf(header_file_path(rname, base))
         if aname.lower() not in ("", "none"):
-            arf = read_arf(base / aname if not Path(aname).is_absolute() else aname)
+            arf = read_arf(header_file_path(aname, base))
         if rmf is not None or arf is not None:
             pha.set_response(arf, rmf)
     return pha
+
+
+def check_spectrum_columns(spec, path):
+    """OGIP checks of a SPECTRUM table: EXPOSURE, GROUPING and QUALITY values.
+
+    Parameters
+    ----------
+    spec : astropy.io.fits.BinTableHDU
+        The SPECTRUM extension.
+    path : str
+        File name for messages.
+
+    Raises
+    ------
+    NuskybgdError
+        EXPOSURE not a positive finite number of seconds, GROUPING values other
+        than 1/-1/0, QUALITY values other than 0/1/2/5 (OGIP/92-007).
+    """
+    expo = spec.header.get("EXPOSURE")
+    if expo is not None:
+        try:
+            ok = math.isfinite(float(expo)) and float(expo) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise NuskybgdError(f"{path}: EXPOSURE = {expo!r} is not a positive number of seconds")
+    names = [c.upper() for c in spec.columns.names]
+    for col, allowed in (("GROUPING", (1, -1, 0)), ("QUALITY", (0, 1, 2, 5))):
+        if col in names:
+            vals = np.asarray(spec.data[col])
+            if vals.dtype.kind == "f" and not np.all(np.isfinite(vals)):
+                raise NuskybgdError(f"{path}: {col} column holds NaN values")
+            bad = ~np.isin(vals, allowed)
+            if np.any(bad):
+                k = int(np.argmax(bad))
+                raise NuskybgdError(f"{path}: {col} = {vals.ravel()[k]!r} in row {k + 1} is not an OGIP value "
+                                    f"({', '.join(map(str, allowed))})")
+    if "GROUPING" in names:
+        g = np.asarray(spec.data["GROUPING"]).ravel()
+        if g.size and g[0] == -1:
+            raise NuskybgdError(f"{path}: GROUPING starts with -1 (a group must start with 1)")
 
 
 def read_rmf(path, cache=None):
@@ -175,6 +218,11 @@ def read_rmf(path, cache=None):
                 rmf = sio.read_rmf(hdul)
         except Exception as exc:
             raise _sherpa_error(path, "RMF", exc) from None
+    for name in ("energ_lo", "energ_hi", "e_min", "e_max", "matrix"):
+        v = getattr(rmf, name, None)
+        if v is not None and not np.all(np.isfinite(np.asarray(v, dtype=float))):
+            what = "MATRIX" if name == "matrix" else name.upper()
+            raise NuskybgdError(f"{path}: RMF {what} holds NaN or infinite values")
     rmf.name = path
     if digest is not None:
         try:
@@ -208,6 +256,12 @@ def read_arf(path):
                 arf = sio.read_arf(hdul)
         except Exception as exc:
             raise _sherpa_error(path, "ARF", exc) from None
+    for name in ("energ_lo", "energ_hi", "specresp"):
+        v = np.asarray(getattr(arf, name), dtype=float)
+        if not np.all(np.isfinite(v)):
+            raise NuskybgdError(f"{path}: ARF {name.upper()} holds NaN or infinite values")
+    if np.any(np.asarray(arf.specresp, dtype=float) < 0):
+        raise NuskybgdError(f"{path}: ARF SPECRESP holds negative areas")
     arf.name = path
     return arf
 
@@ -358,6 +412,10 @@ def _apply_header(hdr, header, protected=()):
             if isinstance(value, tuple):
                 value, comment = value
         key = str(key).upper()
+        if isinstance(value, str):
+            value = fits_text(value)  # file names in any encoding; headers are ASCII
+        if isinstance(comment, str):
+            comment = fits_text(comment)
         if key in ("COMMENT", "HISTORY"):
             hdr.add_comment(value) if key == "COMMENT" else hdr.add_history(value)
         elif key in _STRUCTURAL or key in protected or _COLUMN_KEY.match(key):

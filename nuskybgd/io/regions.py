@@ -29,6 +29,7 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
 from ..errors import NuskybgdError
+from .fitsfile import check_input_file
 
 __all__ = ["RegionShape", "read_region_shapes", "shape_masks", "region_mask"]
 
@@ -98,11 +99,10 @@ def read_region_shapes(path):
     """
     from regions import Regions
     path = str(path)
+    check_input_file(path, "region file")
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8", errors="replace") as f:
             lines = f.read().splitlines()
-    except FileNotFoundError:
-        raise NuskybgdError(f"{path}: region file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise NuskybgdError(f"{path}: cannot read region file ({exc})") from None
     shapes, glob, frame = [], [], None
@@ -246,9 +246,21 @@ def shape_masks(shapes, wcs, shape=(1000, 1000), header=None, path=None):
                 area = int(np.count_nonzero(rm.data))
                 img = rm.to_image(shape)
         except Exception as exc:
-            log.debug("%s:%d: shape gives no mask (%s)", where, s.line, exc)
-            masks.append(np.zeros(shape, bool))
-            areas.append(0)
+            # regions' bounding-box mask fails for shapes far larger than the image (memory):
+            # test the image's pixel centres directly instead
+            log.debug("%s:%d: bounding-box mask failed (%s); testing pixel centres", where, s.line, exc)
+            try:
+                from regions import PixCoord
+                yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    img = np.asarray(reg.contains(PixCoord(xx, yy)), bool).reshape(shape)
+                area = int(np.count_nonzero(img)) or 1  # unbounded area unknown; not "zero"
+            except Exception as exc2:
+                log.debug("%s:%d: shape gives no mask (%s)", where, s.line, exc2)
+                img, area = np.zeros(shape, bool), 0
+            masks.append(img)
+            areas.append(area)
             continue
         masks.append(np.zeros(shape, bool) if img is None else img.astype(bool))
         areas.append(area)

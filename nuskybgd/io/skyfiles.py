@@ -15,7 +15,7 @@ from astropy.io import fits
 from astropy.io.fits.verify import VerifyWarning
 
 from ..errors import NuskybgdError
-from .fitsfile import find_hdu, find_hdus, open_fits
+from .fitsfile import find_hdu, find_hdus, fits_text, open_fits
 
 __all__ = ["PixposTable", "read_pixpos", "read_instrmap", "read_image", "image_hdulist"]
 
@@ -193,5 +193,5 @@ def image_hdulist(image, header=None, history=()):
                     hdr.append(card, end=True)
         hdu = fits.PrimaryHDU(np.asarray(image), header=hdr)
         for line in history:
-            hdu.header["HISTORY"] = line
+            hdu.header["HISTORY"] = fits_text(line)
     return fits.HDUList([hdu])

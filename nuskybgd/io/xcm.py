@@ -24,12 +24,14 @@ line.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
 
 from ..errors import NuskybgdError
 from ..parameters import COMPONENT_PARAMS
+from .fitsfile import check_input_file
 from .output import write_text
 from .state import FitState, Link, Param, Source, SpectrumEntry
 
@@ -110,6 +112,8 @@ def parse_link(expr, where="link"):
             raise NuskybgdError(f"{where}: link expression '{text}' names no parameter")
     if ref[1] < 1:
         raise NuskybgdError(f"{where}: link to parameter {ref[1]} (numbers start at 1)")
+    if not math.isfinite(factor):
+        raise NuskybgdError(f"{where}: link factor of '{text}' is not a finite number")
     return Link(ref[0], ref[1], factor)
 
 
@@ -336,6 +340,8 @@ def parse_xcm(text, path="<xcm>"):
                 if not m:
                     raise NuskybgdError(f"{where}: expected '<group>:<spectrum>' before {f}, got '{a}'")
                 g, n = int(m.group(1)), int(m.group(2))
+                if g < 1 or n < 1:
+                    raise NuskybgdError(f"{where}: data group and spectrum numbers start at 1, got '{a}'")
                 if n in specs:
                     raise NuskybgdError(f"{where}: spectrum {n} loaded twice")
                 specs[n] = SpectrumEntry(group=g, number=n, file=f)
@@ -433,6 +439,11 @@ def parse_xcm(text, path="<xcm>"):
         raise NuskybgdError(f"{path}: no 'data' command")
     state.spectra = [specs[n] for n in sorted(specs)]
     nspec = len(state.spectra)
+    if sorted(specs) != list(range(1, nspec + 1)):
+        raise NuskybgdError(f"{path}: spectrum numbers must run 1..{nspec} without gaps, got {sorted(specs)}")
+    groups = sorted({s.group for s in state.spectra})
+    if groups != list(range(1, len(groups) + 1)):
+        raise NuskybgdError(f"{path}: data group numbers must run 1..{len(groups)} without gaps, got {groups}")
     for kind, src, n, f, where in pending:
         if n not in specs:
             raise NuskybgdError(f"{where}: {kind} for spectrum {n}, which is not loaded")
@@ -468,6 +479,8 @@ def parse_xcm(text, path="<xcm>"):
                 p.link = parse_link(t[1:], pw)
             else:
                 vals = [_float(x) for x in t.split()]
+                if not all(math.isfinite(v) for v in vals):
+                    raise NuskybgdError(f"{pw}: parameter line with a NaN or infinite number")
                 if len(vals) > 6:
                     raise NuskybgdError(f"{pw}: parameter line with {len(vals)} numbers (at most 6)")
                 full = list(d)
@@ -535,11 +548,9 @@ def read_xcm(path):
         Missing or unreadable file, or unsupported content (one line naming
         the file and line).
     """
-    p = Path(path)
+    p = check_input_file(path, "XCM file")
     try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise NuskybgdError(f"{p}: XCM file not found") from None
+        text = p.read_text(encoding="utf-8", errors="surrogateescape")
     except (OSError, UnicodeDecodeError) as exc:
         raise NuskybgdError(f"{p}: cannot read XCM file ({exc})") from None
     state = parse_xcm(text, str(p))

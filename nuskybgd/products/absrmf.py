@@ -23,8 +23,8 @@ from astropy.io import fits
 
 from ..errors import NuskybgdError
 from ..io.detabs import detabs_on_grid, read_detabs
-from ..io.fitsfile import open_fits
-from ..io.output import atomic_outputs
+from ..io.fitsfile import fits_text, open_fits
+from ..io.output import atomic_outputs, output_session
 
 __all__ = [
     "weighted_detabs", "scale_matrix_rows",
@@ -145,7 +145,7 @@ def absorbed_rmf_hdulist(rmf_hdul, factors, history=None, path="RMF"):
     out = fits.HDUList([h.copy() if i != idx else new for i, h in enumerate(rmf_hdul)])
     mat = new
     for line in history or ():
-        mat.header.add_history(line)
+        mat.header.add_history(fits_text(line))
     return out
 
 
@@ -194,6 +194,7 @@ def _caldb(caldb):
     return caldb
 
 
+@output_session()
 def make_absrmf(evtfile, outprefix, rmffile="CALDB", detabsfile="CALDB", fractions=None,
                 caldb=None, clobber=False):
     """Write RMFs with detector absorption, one per detector (or one weighted).

@@ -40,6 +40,8 @@ from astropy.io import fits
 
 from ..constants import N_CHANNELS
 from ..errors import NuskybgdError
+from ..io.fitsfile import check_input_file, fits_text
+from ..io.output import output_session
 
 __all__ = [
     "N_CHANNELS", "SKY_GRID", "ExtractResult", "events_in_mask", "pha_counts",
@@ -399,14 +401,15 @@ def _detabs_on_grid(caldb, module, det, date, grid):
 
 
 def _region_hdu(regfile, n_pixels):
-    lines = [ln.rstrip("\n") for ln in Path(regfile).read_text(errors="replace").splitlines()]
+    lines = [fits_text(ln.rstrip("\n"))
+             for ln in Path(regfile).read_text(encoding="utf-8", errors="replace").splitlines()]
     lines = [ln for ln in lines if ln.strip()] or [""]
     width = max(1, max(len(ln) for ln in lines))
     hdu = fits.BinTableHDU.from_columns(
         [fits.Column(name="REGION", format=f"{width}A", array=np.array(lines))], name="REGION")
     hdu.header["HDUCLASS"] = ("OGIP", "format conforms to OGIP standard")
     hdu.header["HDUCLAS1"] = ("REGION", "region used to select events")
-    hdu.header["REGFILE"] = (Path(regfile).name[:68], "DS9 region file (text in column REGION)")
+    hdu.header["REGFILE"] = (fits_text(Path(regfile).name)[:68], "DS9 region file (text in column REGION)")
     hdu.header["NPIXSEL"] = (int(n_pixels), "sky pixels in the region mask")
     hdu.header["MTYPE1"] = ("pos", "DM keyword: descriptor name")
     hdu.header["MFORM1"] = ("X,Y", "DM keyword: column names")
@@ -433,14 +436,14 @@ def _spectrum_header(evhdr, rmf_name, outprefix, regfile, evtfile, weights, n_ev
         if k in evhdr:
             h[k] = evhdr[k]
     h["FILTER"] = ("NONE", "filter")
-    h["RESPFILE"] = (rmf_name, "response matrix (detector-weighted CALDB RMFs)")
+    h["RESPFILE"] = (fits_text(rmf_name), "response matrix (detector-weighted CALDB RMFs)")
     h["ANCRFILE"] = ("NONE", "no ARF: background components carry their own")
     h["BACKFILE"] = ("NONE", "background file")
     h["CORRFILE"] = ("NONE", "correction file")
     h["CORRSCAL"] = (1.0, "correction scale")
     h["AREASCAL"] = (1.0, "area scaling factor")
-    h["EVTFILE"] = (Path(evtfile).name[:68], "event file")
-    h["REGFILE"] = (Path(regfile).name[:68], "DS9 region file")
+    h["EVTFILE"] = (fits_text(Path(evtfile).name)[:68], "event file")
+    h["REGFILE"] = (fits_text(Path(regfile).name)[:68], "DS9 region file")
     h["NEVENTS"] = (int(n_events), "events in the region")
     for k, w in enumerate(weights):
         h[f"DETFRAC{k}"] = (float(w), f"fraction of the region's events on DET{k}")
@@ -490,6 +493,7 @@ def plot_spectrum(result, path, title=None, clobber=False):
     plt.close(fig)
 
 
+@output_session()
 def extract_spectrum(eventfile, regfile, outprefix=None, outdir=".", grpmin=30, elow=None, ehigh=None,
                      detabs=False, caldb=None, tail="bad", clobber=False):
     """Extract the spectrum, RMF and grouped spectrum of a sky region.
@@ -541,9 +545,9 @@ def extract_spectrum(eventfile, regfile, outprefix=None, outdir=".", grpmin=30, 
     if outprefix is None:
         outprefix = regfile.stem
     paths = output_paths(outprefix, outdir, grpmin)
+    check_input_file(eventfile, "event file")
+    check_input_file(regfile, "region file")
     check_outputs(paths, clobber)  # fail before the slow part
-    if not regfile.is_file():
-        raise NuskybgdError(f"{regfile}: region file not found")
     first, last = energy_band_channels(elow, ehigh)
 
     ev = read_events(eventfile, columns=("PI", "DET_ID", "X", "Y"))
@@ -588,7 +592,7 @@ def extract_spectrum(eventfile, regfile, outprefix=None, outdir=".", grpmin=30, 
     for k in range(4):
         rmf_hdr[f"DETFRAC{k}"] = (float(weights[k]), f"weight of DET{k} RMF")
         if k in used:
-            rmf_hdr[f"RMFFILE{k}"] = (Path(used[k]).name[:68], f"CALDB RMF of DET{k}")
+            rmf_hdr[f"RMFFILE{k}"] = (fits_text(Path(used[k]).name)[:68], f"CALDB RMF of DET{k}")
     rmf_hdr["DETABS"] = (bool(detabs), "detector absorption folded into the matrix")
     extra = (_region_hdu(regfile, area),) + ((_gti_hdu(ev.gti, ev.header),) if ev.gti is not None else ())
     with atomic_outputs(paths, clobber) as out:

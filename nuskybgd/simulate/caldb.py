@@ -434,7 +434,8 @@ def make_caldb(root, shared_caldb=None, clobber=False, cal_date=None, be_arf=Non
                 ehdr = _caldb_keys("EBOUNDS", desc, clas="CPF", cbd=("RAWX(0- 31)", "RAWY(0- 31)"))
                 write_rmf(tmp, elo, ehi, mat, emin, emax, header=hdr, ebounds_header=ehdr)
             for e in index_entries_for_file(root, tmp, cal_date=cal_date):
-                e["CAL_FILE"] = final.name
+                e["CAL_FILE"] = final.name  # the staged file lives in a staging folder
+                e["CAL_DIR"] = final.parent.resolve().relative_to(Path(root).resolve()).as_posix()
                 entries.append(e)
             bar.update()
         cif_hdulist(entries, cal_date).writeto(out[index], checksum=True)

@@ -54,7 +54,6 @@ import json
 import logging
 import math
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,10 +62,12 @@ from astropy.io import fits
 
 from ..constants import APBGD_FACTOR, ARCMIN2_PIX, FCXB_FACTOR, SKY_PIXEL_ARCSEC
 from ..errors import NuskybgdError
+from ..io.output import os_error, output_session
 from ..sky.projection import aspect_nudge, det1_to_sky, rotation_angle, sky_to_det1
 
 __all__ = [
-    "SimulatedObs", "simulate_observation", "plot_overview", "draw_categorical", "SKY_PIXEL_ARCSEC",
+    "SimulatedObs", "simulate_observation", "check_simulation_parameters", "plot_overview", "draw_categorical",
+    "SKY_PIXEL_ARCSEC",
     "FCXB_NORM_PER_PIXEL", "APBGD_NORM_PER_APERTURE", "INTN_PIXELS_PER_UNIT",
 ]
 
@@ -184,6 +185,76 @@ class SimulatedObs:
 # --------------------------------------------------------------------------
 # Building blocks with I/O
 # --------------------------------------------------------------------------
+
+def check_simulation_parameters(seed=0, obsid="60001001002", exposure=50000.0, pa_pnt=63.7, ra=150.1,
+                                dec=2.2, source_rate=0.2, scale_spread=0.3, bad_pixels_per_det=3,
+                                date_obs="2021-03-14T06:00:00"):
+    """Check the parameters of :func:`simulate_observation` before anything is written.
+
+    Parameters
+    ----------
+    seed : int
+        Random seed, >= 0.
+    obsid : str
+        OBS_ID: 1-32 letters, digits, ``_`` or ``-`` (it becomes part of file names).
+    exposure : float
+        Exposure, s: finite, in (0, 1e7].
+    pa_pnt : float
+        Roll angle, degrees: finite.
+    ra, dec : float
+        Pointing, degrees: RA in [0, 360], Dec in [-90, 90].
+    source_rate : float
+        Source rate, counts/s: finite, in [0, 1e4].
+    scale_spread : float
+        In [0, 1).
+    bad_pixels_per_det : int
+        In [0, 1000].
+    date_obs : str
+        ISO date (UTC) after 2010-01-01.
+
+    Raises
+    ------
+    NuskybgdError
+        Naming the option and the value given.
+    """
+    import re
+
+    from astropy.time import Time
+
+    def number(name, value, lo, hi, lo_open=False):
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise NuskybgdError(f"{name} {value!r}: not a number") from None
+        if not math.isfinite(v) or v > hi or v < lo or (lo_open and v == lo):
+            rng = f"({lo:g}, {hi:g}]" if lo_open else f"[{lo:g}, {hi:g}]"
+            raise NuskybgdError(f"{name} {v:g}: must be a finite number in {rng}")
+        return v
+
+    try:
+        seed_ok = int(seed) == seed and int(seed) >= 0
+    except (TypeError, ValueError, OverflowError):
+        seed_ok = False
+    if not seed_ok:
+        raise NuskybgdError(f"--seed {seed!r}: must be an integer >= 0")
+    if not isinstance(obsid, str) or not re.fullmatch(r"[0-9A-Za-z_-]{1,32}", obsid):
+        raise NuskybgdError(f"--obsid {obsid!r}: must be 1-32 letters, digits, '_' or '-'")
+    number("--exposure", exposure, 0.0, 1e7, lo_open=True)
+    number("--pa-pnt", pa_pnt, -1e4, 1e4)
+    number("--ra", ra, 0.0, 360.0)
+    number("--dec", dec, -90.0, 90.0)
+    number("--source-rate", source_rate, 0.0, 1e4)
+    if not (0.0 <= float(scale_spread) < 1.0):
+        raise NuskybgdError(f"scale_spread {scale_spread!r}: must be in [0, 1)")
+    if int(bad_pixels_per_det) != bad_pixels_per_det or not 0 <= bad_pixels_per_det <= 1000:
+        raise NuskybgdError(f"bad_pixels_per_det {bad_pixels_per_det!r}: must be an integer in [0, 1000]")
+    try:
+        ok = Time(date_obs, scale="utc") > Time("2010-01-01T00:00:00", scale="utc")
+    except (ValueError, TypeError):
+        ok = False
+    if not ok:
+        raise NuskybgdError(f"date_obs {date_obs!r}: must be an ISO date (UTC) after 2010-01-01")
+
 
 def shared_root(shared=None):
     """The shared data folder holding ``real/obs_80415201001``.
@@ -307,6 +378,7 @@ def _powerlaw_flux(elo, ehi, index):
 # Main entry
 # --------------------------------------------------------------------------
 
+@output_session()
 def simulate_observation(outdir, seed=0, obsid="60001001002", exposure=50000.0, pa_pnt=63.7,
                          ra=150.1, dec=2.2, source=True, source_rate=0.2, source_offset=(60.0, -45.0),
                          scale_spread=0.3, bad_pixels_per_det=3, object_name="SIM_FIELD",
@@ -381,10 +453,21 @@ def simulate_observation(outdir, seed=0, obsid="60001001002", exposure=50000.0, 
     from ..sky.projection import aperture_image
     from .caldb import make_caldb
 
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    (outdir / "event_cl").mkdir(exist_ok=True)
+    check_simulation_parameters(seed=seed, obsid=obsid, exposure=exposure, pa_pnt=pa_pnt, ra=ra, dec=dec,
+                                source_rate=source_rate, scale_spread=scale_spread,
+                                bad_pixels_per_det=bad_pixels_per_det, date_obs=date_obs)
     shared = shared_root(shared)
+    for need in (shared / "real" / _REAL_OBS, shared / "caldb" / "nustar"):
+        if not need.is_dir():
+            raise NuskybgdError(f"{need}: shared data folder not found (give --shared or set NUSKYBGD_SHARED)")
+    outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise NuskybgdError(f"{outdir}: output folder is a file, not a folder")
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        (outdir / "event_cl").mkdir(exist_ok=True)
+    except OSError as exc:
+        raise os_error(exc, outdir, "create output folder") from None
     rng = np.random.default_rng(seed)
     modules = ("A", "B")
     ev_paths = {m: outdir / "event_cl" / f"nu{obsid}{m}01_cl.evt" for m in modules}
@@ -392,13 +475,12 @@ def simulate_observation(outdir, seed=0, obsid="60001001002", exposure=50000.0, 
     det1_paths = {m: outdir / "event_cl" / f"nu{obsid}{m}_det1.fits" for m in modules}
     truth_path = outdir / "truth.json"
     check_outputs([*ev_paths.values(), *gti_paths.values(), *det1_paths.values(), truth_path,
-                   outdir / "truth_events.npz"], clobber)
+                   outdir / "truth_events.npz", *([plot] if plot else [])], clobber)
 
     caldb_root = outdir / "caldb"
-    if clobber and caldb_root.exists():
-        shutil.rmtree(caldb_root)
-    if not (caldb_root / "data" / "nustar" / "fpm" / "caldb.indx").exists():
-        make_caldb(caldb_root, shared_caldb=shared / "caldb" / "nustar", progress=progress)
+    # The CALDB is replaced file by file in its own transaction (never deleted first).
+    if clobber or not (caldb_root / "data" / "nustar" / "fpm" / "caldb.indx").exists():
+        make_caldb(caldb_root, shared_caldb=shared / "caldb" / "nustar", progress=progress, clobber=clobber)
     caldb = Caldb(caldb_root)
 
     from astropy.time import Time

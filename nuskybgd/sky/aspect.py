@@ -16,7 +16,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import NuskybgdError
-from ..io.fitsfile import find_hdu, open_fits
+from ..io.fitsfile import find_hdu, fits_text, open_fits
 from ..io.output import write_fits
 
 __all__ = [
@@ -191,7 +191,7 @@ def aspect_hdulist(hist, history=None):
         h[k] = (v, c)
     h["COMMENT"] = "Add X_OFF/Y_OFF to image indices to get floor(X_DET1)/floor(Y_DET1)."
     for line in history or ():
-        h["HISTORY"] = line
+        h["HISTORY"] = fits_text(line)
     return fits.HDUList([hdu])
 
 
@@ -239,8 +239,11 @@ def read_aspect_histogram(path):
             hdu = hdul[0]
         if hdu.data is None or np.ndim(hdu.data) != 2:
             raise NuskybgdError(f"{path}: no 2-D aspect histogram image")
-        img = np.asarray(hdu.data, dtype=np.float64)
         hdr = hdu.header
+        if str(hdr.get("CTYPE1", "")).upper().startswith(("RA", "GLON", "ELON")):
+            raise NuskybgdError(f"{path}: a sky image (CTYPE1 {hdr['CTYPE1']}), not an aspect histogram "
+                                "(made by 'nuskybgd aspecthist')")
+        img = np.asarray(hdu.data, dtype=np.float64)
         try:
             x_off = int(hdr.get("X_OFF", 0))
             y_off = int(hdr.get("Y_OFF", 0))

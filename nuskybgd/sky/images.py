@@ -92,10 +92,16 @@ def counts_image(eventfile, emin, emax):
     pi = np.asarray(eventfile.columns["PI"])
     x = np.asarray(eventfile.columns["X"], dtype=np.float64)
     y = np.asarray(eventfile.columns["Y"], dtype=np.float64)
-    sel = (pi >= lo) & (pi <= hi) & np.isfinite(x) & np.isfinite(y)
+    finite = np.isfinite(x) & np.isfinite(y)
+    if x.size and not finite.any():
+        raise NuskybgdError(f"{path}: every event has a null (NaN) sky position X/Y: no sky image possible "
+                            "(events not sky-projected?)")
+    sel = (pi >= lo) & (pi <= hi) & finite
     ix = np.floor(x[sel] - 0.5).astype(np.int64)
     iy = np.floor(y[sel] - 0.5).astype(np.int64)
     on = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
+    if sel.any() and not on.any():
+        raise NuskybgdError(f"{path}: every event in the band falls outside the {nx}x{ny} sky grid")
     if (~on).any():
         log.debug("%s: %d events in the band fall outside the %dx%d sky grid", path, int((~on).sum()), nx, ny)
     img = np.bincount(iy[on] * nx + ix[on], minlength=nx * ny).reshape(ny, nx).astype(np.int32)

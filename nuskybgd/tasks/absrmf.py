@@ -1,5 +1,7 @@
 """``nuskybgd absrmf``: RMFs with detector absorption, one per detector."""
 
+import math
+
 from ..errors import NuskybgdError
 
 SUMMARY = "RMFs with detector absorption, one per detector"
@@ -43,6 +45,8 @@ def _fractions(text):
         raise NuskybgdError(f"--fractions {text!r}: expected 4 comma-separated numbers") from None
     if len(vals) != 4:
         raise NuskybgdError(f"--fractions {text!r}: expected 4 comma-separated numbers, got {len(vals)}")
+    if not all(math.isfinite(v) and v >= 0 for v in vals) or not sum(vals) > 0:
+        raise NuskybgdError(f"--fractions {text!r}: detector fractions must be finite, >= 0, not all 0")
     return vals
 
 

@@ -252,8 +252,13 @@ def demo_environment():
 def run(args):
     """Run ``nuskybgd demo``."""
     import time
+
+    from ..simulate.observation import check_simulation_parameters
+    check_simulation_parameters(seed=args.seed, exposure=args.exposure)  # before anything is written
     demo_environment()
     out = Path(args.outdir)
+    if out.exists() and not out.is_dir():
+        raise NuskybgdError(f"{out}: output folder is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     steps = []

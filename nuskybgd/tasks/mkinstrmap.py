@@ -45,6 +45,7 @@ def run(args):
     from ..calib.caldb import Caldb
     from ..errors import NuskybgdError
     from ..io.events import read_badpix, read_events
+    from ..io.fitsfile import fits_text
     from ..io.output import write_fits
     from ..io.skyfiles import read_instrmap, read_pixpos
     from ..sky.instrmap import bad_pixel_list, instrument_map, pixel_map
@@ -88,7 +89,8 @@ def run(args):
     for k in ("OBS_ID", "DATE-OBS"):
         if k in evhdr:
             hdu.header[k] = evhdr[k]
-    hdu.header["HISTORY"] = f"Created from {imap_file.path.name}, {pixpos_file.path.name}, {badpix_file.path.name}"
+    hdu.header["HISTORY"] = fits_text(
+        f"Created from {imap_file.path.name}, {pixpos_file.path.name}, {badpix_file.path.name}")
     hdu.header["HISTORY"] = f"Bad pixels: {len(bad)} raw pixels from {len(kept)} BADPIX tables"
     hdu.header["COMMENT"] = "Values: detector number + 1 (1..4); 0 = not live or bad."
     write_fits(fits.HDUList([hdu]), out, clobber=args.clobber)

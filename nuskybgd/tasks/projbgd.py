@@ -75,7 +75,11 @@ def run(args):
     import os
     import time
 
+    import numpy as np
+
     from ..constants import module_letter
+    from ..errors import NuskybgdError
+    from ..io.events import check_module
     from ..io.output import atomic_outputs
     from ..io.skyfiles import image_hdulist, read_image, read_instrmap
     from ..sky.aspect import read_aspect_histogram
@@ -85,14 +89,21 @@ def run(args):
     dets = _detectors(args.det)
     _, refhdr = read_image(args.refimg, "reference image")
     check_reference_header(refhdr, args.refimg)
-    imap, _ = read_instrmap(args.chipmap, "instrument map (chipmap)")
+    check_module(refhdr, module, args.refimg, "reference image", f"--mod {module}")
+    imap, imaphdr = read_instrmap(args.chipmap, "instrument map (chipmap)")
+    check_module(imaphdr, module, args.chipmap, "instrument map", f"--mod {module}")
     hist = read_aspect_histogram(args.aspect)
+    check_module(hist.header, module, args.aspect, "aspect histogram", f"--mod {module}")
     detfiles = {d: os.path.join(args.outdir, f"det{d - 1}{module}im.fits") for d in dets}
     outputs = [args.out, *detfiles.values()] + ([args.plot] if args.plot else [])
     from ..io.output import check_outputs
     check_outputs(outputs, args.clobber)
     t0 = time.perf_counter()
     proj = project_background(refhdr, module, imap, hist, detectors=dets, path=args.refimg)
+    if not np.any(proj.aperture) or not any(np.any(proj.detectors[d - 1]) for d in dets):
+        raise NuskybgdError(f"{args.aspect}: the aspect histogram puts the detectors off the "
+                            f"{proj.aperture.shape[1]}x{proj.aperture.shape[0]} sky grid of {args.refimg} "
+                            "(all-zero projection; wrong aspect file or reference image?)")
     log.info("projected module %s, detectors %s: %d aspect pixels, exposure %.1f s, peak (%d, %d), %.2f s",
              module, "".join(map(str, dets)), int((hist.image > 0).sum()), hist.exposure, *proj.peak,
              time.perf_counter() - t0)

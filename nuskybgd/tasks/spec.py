@@ -48,6 +48,10 @@ examples:
 LEGACY = {"savefile": "--savefile"}
 
 
+#: Upper limit of --realisations (each one is a PHA file).
+MAX_REALISATIONS = 10000
+
+
 def add_arguments(parser):
     """Arguments of ``nuskybgd spec``."""
     parser.add_argument("bgdinfo", help="bgdinfo.json of the fit")
@@ -80,8 +84,9 @@ def run(args):
     phas = _split(args.phafiles, "source spectra")
     if len(regs) != len(phas):
         raise NuskybgdError(f"{len(regs)} source regions but {len(phas)} source spectra; give one spectrum per region")
-    if args.realisations < 0:
-        raise NuskybgdError(f"--realisations {args.realisations}: must be >= 0")
+    if not 0 <= args.realisations <= MAX_REALISATIONS:
+        raise NuskybgdError(f"--realisations {args.realisations}: must be in [0, {MAX_REALISATIONS}] "
+                            "(one PHA file each)")
     result = run_spec(args.bgdinfo, args.fit, regs, phas, savefile=args.savefile, fcxb=args.fcxb,
                       realisations=args.realisations, seed=args.seed, clobber=args.clobber)
     for name in result["files"]:
