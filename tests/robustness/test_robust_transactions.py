@@ -303,10 +303,26 @@ def test_numba_cache_unwritable_help(tmp_path, argv):
     assert r.returncode == 0, r.stderr[-500:]
 
 
-@pytest.mark.xfail(strict=False, reason="H11b: numba cache fallback when a numba module is imported; "
-                                        "gap reported in notes/issue14.md")
 def test_numba_cache_unwritable_compute(tmp_path):
     env = _numba_uncachable_copy(tmp_path)
     r = subprocess.run([sys.executable, "-c", "import nuskybgd.fitting.engine, nuskybgd.sky.projection"],
                        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr[-500:]
+
+
+def test_error_line_not_glued_to_progress_bar(monkeypatch, capsys):
+    """A task failing while a tqdm bar is open: the error starts a line of its own, once prefixed."""
+    import nuskybgd.tasks.mkimgs as task
+    from nuskybgd.cli import main
+    from tqdm import tqdm
+
+    def run(args):
+        bar = tqdm(total=10, desc="simulate", file=sys.stderr)
+        bar.update(3)
+        raise NuskybgdError("nuskybgd mkimgs: something went wrong")
+    monkeypatch.setattr(task, "run", run)
+    rc = main(["mkimgs", "x.evt", "3", "79"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    lines = [ln for ln in err.split("\n") if "error" in ln]
+    assert lines == ["nuskybgd mkimgs: error: something went wrong"]
