@@ -156,7 +156,46 @@ def main(argv=None):
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
     print(f"wrote {out}")
+    if "before" in res and "rmf_cached" in res:
+        plot(res, HERE / "results" / "startup.png")
     return 0
+
+
+def plot(res, path):
+    """Bar chart of the medians: before vs now (wall and CPU), RMF direct vs cached."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    labels = ["--help", "projbgd"]
+    x = range(len(labels))
+    for off, (key, name) in enumerate((("before", "before"), ("now", "now"))):
+        for kind, hatch in (("median_s", ""), ("cpu_median_s", "//")):
+            vals = [res[key][k][kind] for k in ("help", "projbgd")]
+            pos = [i + 0.2 * (2 * off + (kind != "median_s")) - 0.3 for i in x]
+            axes[0].bar(pos, vals, width=0.18, hatch=hatch, color="C0" if key == "before" else "C1",
+                        label=f"{name}, {'wall' if kind == 'median_s' else 'CPU'}")
+    axes[0].axhline(0.25, color="k", ls=":", lw=1)
+    axes[0].axhline(0.8, color="k", ls="--", lw=1)
+    axes[0].set_xticks(list(x), labels)
+    axes[0].set_ylabel("whole process, s (median)")
+    axes[0].set_title(f"start-up, load average {res['load_average'][0]:.0f} on {res['machine_cpus']} CPUs")
+    axes[0].legend(fontsize=8)
+    names = ["direct (no cache)", "first (read + store)", "cached"]
+    keys = ["rmf_direct", "rmf_first", "rmf_cached"]
+    axes[1].bar([i - 0.2 for i in range(3)], [res[k]["median_s"] for k in keys], width=0.4, label="wall")
+    axes[1].bar([i + 0.2 for i in range(3)], [res[k]["cpu_median_s"] for k in keys], width=0.4, label="CPU")
+    axes[1].axhline(0.1, color="k", ls=":", lw=1)
+    axes[1].set_yscale("log")
+    axes[1].set_xticks(range(3), names)
+    axes[1].set_ylabel("read_rmf of the real 25 MB gzipped RMF, s")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
