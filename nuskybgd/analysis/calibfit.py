@@ -1,0 +1,345 @@
+"""Fit of one stacked whole-detector spectrum: norms, detector gain and line energies.
+
+This is the seam between ``calibrate`` and the fit engine. A group is the
+stacked spectrum of one detector of one module over one epoch. Its model is
+the internal background of that detector (apec + 29 Lorentz lines + intn;
+optionally the aperture/albedo continuum and the fCXB for science-mode
+stacks), each component folded once through the detector's response, with
+
+- every norm free (>= 0), solved by the engine's convex Newton solver
+  (:func:`nuskybgd.fitting.engine.solve`), and
+- the detector gain free: an event of true energy E is recorded at
+  ``E' = slope * E + offset`` (keV). The folded templates are remapped to
+  that gain exactly for counts spread uniformly inside each PI channel
+  (:func:`apply_gain`), which is how ``simulate-archive`` applies its
+  injected gain drift.
+
+The gain is fitted on the profile statistic (norms re-solved at each gain):
+a coarse grid in slope, then Nelder-Mead in (slope, offset) from scipy, and
+1-sigma errors from the curvature of the profile (finite differences,
+``cov = 2 H^-1`` for cstat). The calibrated line energies of the detector are
+``slope * linee_preset + offset``, their errors propagated from the gain
+covariance.
+
+When the engine grows its own non-linear gain and line-energy parameters
+(issue 10), :func:`fit_group` is the one function to switch over.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.optimize
+
+from ..errors import NuskybgdError
+from ..fitting.engine import cstat, solve
+from ..models.background import component_templates
+from ..models.presets import component_presets
+
+__all__ = [
+    "CHANNEL_E0",
+    "CHANNEL_WIDTH",
+    "GroupFit",
+    "GroupSpectrum",
+    "apply_gain",
+    "fit_group",
+    "group_components",
+]
+
+log = logging.getLogger("nuskybgd")
+
+#: Lower energy edge of PI channel 0, keV.
+CHANNEL_E0 = 1.6
+#: Width of a PI channel, keV.
+CHANNEL_WIDTH = 0.04
+
+
+@dataclass
+class GroupSpectrum:
+    """One stacked whole-detector spectrum and what is needed to model it.
+
+    Attributes
+    ----------
+    name : str
+        Label for messages (file name or group key).
+    counts : ndarray of float, shape (n_chan,)
+        Counts per PI channel (channel 0 first).
+    exposure : float
+        Summed exposure, s.
+    module : str
+        ``"A"`` or ``"B"``.
+    det : int
+        Detector 0..3.
+    rmf : object
+        The detector's response: a Sherpa DataRMF or ``(energ_lo, energ_hi, matrix)``.
+    mode : str
+        ``"occultation"`` (internal background only) or ``"science"``
+        (aperture and fCXB components added).
+    area : float
+        Detector area that contributed, DET1 pixels (exposure-weighted mean).
+    module_area : float
+        Live area of the whole module, DET1 pixels.
+    detabs_file : str, optional
+        DETABS file for the aperture/albedo ARF when no CALDB is given.
+    caldb : object, optional
+        CALDB (root or :class:`~nuskybgd.caldb.Caldb`) for that ARF.
+    """
+
+    name: str
+    counts: np.ndarray
+    exposure: float
+    module: str
+    det: int
+    rmf: object
+    mode: str = "occultation"
+    area: float = float("nan")
+    module_area: float = float("nan")
+    detabs_file: str = None
+    caldb: object = None
+
+
+@dataclass
+class GroupFit:
+    """Result of :func:`fit_group`.
+
+    Attributes
+    ----------
+    components : list of str
+        Template keys of the fitted norms (column order).
+    norms, norm_errors : ndarray
+        Fitted norms (photons/cm^2/s-type units of each component, i.e. the
+        XSPEC norm of the whole-detector spectrum) and 1-sigma errors (at the
+        best-fit gain).
+    slope, offset : float
+        Gain: ``E' = slope * E + offset`` (offset in keV).
+    slope_error, offset_error : float
+        1-sigma errors from the profile curvature (NaN when the gain is fixed).
+    gain_covariance : ndarray, shape (2, 2)
+    statistic : float
+        cstat at the best fit.
+    dof : int
+        Noticed channels minus free parameters.
+    n_bins : int
+    line_energies : dict
+        Line template key -> (energy, error) in keV, as recorded by the detector.
+    fit_gain : bool
+    predicted : ndarray
+        Predicted counts per channel at the best fit (all channels).
+    noticed : ndarray of bool
+        Channels used.
+    """
+
+    components: list
+    norms: np.ndarray
+    norm_errors: np.ndarray
+    slope: float
+    offset: float
+    slope_error: float
+    offset_error: float
+    gain_covariance: np.ndarray
+    statistic: float
+    dof: int
+    n_bins: int
+    line_energies: dict
+    fit_gain: bool
+    predicted: np.ndarray = field(repr=False)
+    noticed: np.ndarray = field(repr=False)
+
+    def norm(self, key):
+        """Fitted norm of one component (template key)."""
+        return float(self.norms[self.components.index(key)])
+
+    def norm_error(self, key):
+        """1-sigma error of one component's norm."""
+        return float(self.norm_errors[self.components.index(key)])
+
+
+def apply_gain(templates, slope, offset):
+    """Remap per-channel counts to a detector gain ``E' = slope * E + offset``.
+
+    Parameters
+    ----------
+    templates : ndarray, shape (n_comp, n_chan) or (n_chan,)
+        Counts per PI channel at nominal gain (channel c covers
+        1.6 + 0.04 c .. 1.64 + 0.04 c keV), spread uniformly inside each channel.
+    slope : float
+        Gain slope (> 0).
+    offset : float
+        Gain offset, keV.
+
+    Returns
+    -------
+    ndarray, same shape
+        Counts per channel at that gain. Counts moved below channel 0 or
+        above the last channel are lost, as for real events.
+    """
+    t = np.asarray(templates, dtype=np.float64)
+    one = t.ndim == 1
+    t2 = np.atleast_2d(t)
+    n = t2.shape[1]
+    cum = np.zeros((t2.shape[0], n + 1))
+    np.cumsum(t2, axis=1, out=cum[:, 1:])
+    edges = CHANNEL_E0 + CHANNEL_WIDTH * np.arange(n + 1)
+    # Nominal-gain channel coordinate of each recorded channel edge.
+    pos = ((edges - offset) / slope - CHANNEL_E0) / CHANNEL_WIDTH
+    pos = np.clip(pos, 0.0, float(n))
+    i = np.minimum(np.floor(pos).astype(np.int64), n - 1)
+    frac = pos - i
+    f = cum[:, i] + frac * (cum[:, i + 1] - cum[:, i])
+    out = np.diff(f, axis=1)
+    return out[0] if one else out
+
+
+def group_components(mode, presets, albedo=False):
+    """Template keys fitted for a group.
+
+    Parameters
+    ----------
+    mode : {"occultation", "science"}
+    presets : ComponentPresets
+    albedo : bool
+        Add the aperture-shaped continuum (Earth albedo of occulted data).
+
+    Returns
+    -------
+    list of str
+    """
+    keys = ["intbgd.apec"] + [f"intbgd.{ln.name}" for ln in presets.lines] + ["intn"]
+    if mode == "science":
+        keys = ["apbgd"] + keys + ["fcxb"]
+    elif albedo:
+        keys = ["apbgd"] + keys
+    elif mode != "occultation":
+        raise NuskybgdError(f"unknown stack mode '{mode}' (occultation or science)")
+    return keys
+
+
+def _templates(spec, presets, keys):
+    frac = np.zeros(4)
+    frac[spec.det] = 1.0
+    kw = {}
+    if spec.caldb is None:
+        # component_templates folds the aperture shape too, which needs detector absorption.
+        if spec.detabs_file is None:
+            raise NuskybgdError(f"{spec.name}: no CALDB and no DETABS file for the detector absorption")
+        kw["detabs_file"] = spec.detabs_file
+    tm = component_templates(spec.rmf, spec.module, frac, spec.exposure, presets=presets, caldb=spec.caldb, **kw)
+    if tm.first_channel not in (0,):
+        raise NuskybgdError(f"{spec.name}: the response's first channel is {tm.first_channel}; 0 expected")
+    return np.array([np.asarray(tm[k], float) for k in keys])
+
+
+def fit_group(spec, presets=None, emin=3.0, emax=150.0, fit_gain=True, albedo=False, slope_range=0.025,
+              slope_step=0.0025):
+    """Fit one stacked whole-detector spectrum.
+
+    Parameters
+    ----------
+    spec : GroupSpectrum
+    presets : ComponentPresets or dict, optional
+        Shapes (line energies and widths, apec, intn); default the bundle's.
+    emin, emax : float
+        Noticed band, keV (whole channels inside it).
+    fit_gain : bool
+        Fit the gain (slope, offset); otherwise slope 1, offset 0.
+    albedo : bool
+        Add an aperture-shaped continuum for the Earth albedo of occulted data.
+    slope_range, slope_step : float
+        Coarse grid of slopes 1 +- range searched before the local fit (the
+        profile has local minima where a line jumps to its neighbour).
+
+    Returns
+    -------
+    GroupFit
+
+    Raises
+    ------
+    NuskybgdError
+        Zero exposure, no counts in the band, response problems.
+    """
+    if not (np.isfinite(spec.exposure) and spec.exposure > 0):
+        raise NuskybgdError(f"{spec.name}: exposure is {spec.exposure} s; a group needs positive exposure")
+    if presets is None or isinstance(presets, dict):
+        presets = component_presets(spec.module, presets)
+    keys = group_components(spec.mode, presets, albedo=albedo)
+    T = _templates(spec, presets, keys)
+    d_all = np.asarray(spec.counts, float)
+    if T.shape[1] != d_all.size:
+        raise NuskybgdError(f"{spec.name}: {d_all.size} channels but the response has {T.shape[1]}")
+    lo = CHANNEL_E0 + CHANNEL_WIDTH * np.arange(d_all.size)
+    noticed = (lo >= emin - 1e-9) & (lo + CHANNEL_WIDTH <= emax + 1e-9)
+    d = d_all[noticed]
+    if d.sum() <= 0:
+        raise NuskybgdError(f"{spec.name}: no counts between {emin} and {emax} keV")
+    state = {"theta": np.full(len(keys), 1e-3)}
+
+    def inner(slope, offset, tol=1e-8):
+        tg = apply_gain(T, slope, offset)
+        A = tg[:, noticed].T
+        # Start from the last solution, nudged off zero so dead columns can come back.
+        theta0 = np.maximum(state["theta"], 1e-12)
+        res = solve(A, np.zeros(d.size), d, theta0, statistic="cstat", tol=tol)
+        return res, tg
+
+    def profile(p, tol=1e-6):
+        slope, offset = float(p[0]), float(p[1])
+        if not 0.5 < slope < 1.5:
+            return 1e300
+        res, _ = inner(slope, offset, tol)
+        if np.all(np.isfinite(res.theta)):
+            state["theta"] = res.theta
+        return res.statistic
+
+    if fit_gain:
+        grid = 1.0 + np.arange(-slope_range, slope_range + 0.5 * slope_step, slope_step)
+        vals = [profile((s, 0.0), tol=1e-3) for s in grid]
+        best = float(grid[int(np.argmin(vals))])
+        state["theta"] = inner(best, 0.0)[0].theta
+        opt = scipy.optimize.minimize(profile, np.array([best, 0.0]), method="Nelder-Mead",
+                                      options={"xatol": 1e-6, "fatol": 1e-3, "initial_simplex":
+                                               np.array([[best, 0.0], [best + slope_step, 0.0],
+                                                         [best, 0.05]]), "maxiter": 400})
+        slope, offset = float(opt.x[0]), float(opt.x[1])
+        cov = _profile_covariance(profile, slope, offset)
+    else:
+        slope, offset = 1.0, 0.0
+        cov = np.full((2, 2), np.nan)
+    res, tg = inner(slope, offset)
+    pred = res.theta @ tg
+    stat = cstat(d, np.where(pred[noticed] > 0, pred[noticed], 1e-300))
+    n_free = len(keys) + (2 if fit_gain else 0)
+    line_e = {}
+    for ln in presets.lines:
+        e0 = float(ln.linee)
+        e = slope * e0 + offset
+        var = e0 * e0 * cov[0, 0] + cov[1, 1] + 2 * e0 * cov[0, 1]
+        line_e[f"intbgd.{ln.name}"] = (e, float(np.sqrt(var)) if np.isfinite(var) and var >= 0 else float("nan"))
+    return GroupFit(components=keys, norms=np.asarray(res.theta, float), norm_errors=np.asarray(res.errors, float),
+                    slope=slope, offset=offset, slope_error=float(np.sqrt(cov[0, 0])) if cov[0, 0] >= 0 else np.nan,
+                    offset_error=float(np.sqrt(cov[1, 1])) if cov[1, 1] >= 0 else np.nan, gain_covariance=cov,
+                    statistic=float(stat), dof=int(d.size - n_free), n_bins=int(d.size), line_energies=line_e,
+                    fit_gain=bool(fit_gain), predicted=pred, noticed=noticed)
+
+
+def _profile_covariance(profile, slope, offset, h=(2e-4, 5e-3)):
+    """Covariance of (slope, offset) from the profile cstat curvature: 2 H^-1."""
+    x0 = np.array([slope, offset])
+    f0 = profile(x0)
+    H = np.zeros((2, 2))
+    for i in range(2):
+        e = np.zeros(2)
+        e[i] = h[i]
+        H[i, i] = (profile(x0 + e) - 2 * f0 + profile(x0 - e)) / h[i] ** 2
+    e0 = np.array([h[0], 0.0])
+    e1 = np.array([0.0, h[1]])
+    H[0, 1] = H[1, 0] = (profile(x0 + e0 + e1) - profile(x0 + e0 - e1) - profile(x0 - e0 + e1)
+                         + profile(x0 - e0 - e1)) / (4 * h[0] * h[1])
+    try:
+        cov = 2.0 * np.linalg.inv(H)
+    except np.linalg.LinAlgError:
+        return np.full((2, 2), np.nan)
+    if not (cov[0, 0] > 0 and cov[1, 1] > 0):
+        return np.full((2, 2), np.nan)
+    return cov
