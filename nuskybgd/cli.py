@@ -31,6 +31,7 @@ __all__ = ["SUMMARIES", "TASKS", "build_parser", "error_line", "main", "translat
 TASKS = (
     "simulate", "mkimgs", "aspecthist", "mkinstrmap", "projbgd", "extract",
     "fit", "spec", "simplify", "spex", "image", "absrmf", "demo", "atomdb",
+    "simulate-archive", "stack", "calibrate",
 )
 
 #: One-line summary of every task (``nuskybgd --help``), kept here so that the
@@ -50,16 +51,20 @@ SUMMARIES = {
     "absrmf": "RMFs with detector absorption, one per detector",
     "demo": "run the whole chain on a simulated observation",
     "atomdb": "download AtomDB apec files (sha256-verified) into the user cache",
+    "simulate-archive": "simulate an archive of observations over several years (epoch-dependent background)",
+    "stack": "stack an archive into whole-detector background spectra per epoch, module and detector",
+    "calibrate": "fit stacked spectra and write one calibration bundle (ratios.json, gain) per epoch",
 }
 
 _LEGACY_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
 
 
 def _load_task(name):
+    module = name.replace("-", "_")  # task simulate-archive lives in tasks/simulate_archive.py
     try:
-        return importlib.import_module(f"nuskybgd.tasks.{name}")
+        return importlib.import_module(f"nuskybgd.tasks.{module}")
     except ModuleNotFoundError as exc:
-        if exc.name == f"nuskybgd.tasks.{name}":
+        if exc.name == f"nuskybgd.tasks.{module}":
             return None
         raise
 

@@ -67,7 +67,7 @@ def test_summaries_match_task_modules():
 
     assert set(cli.SUMMARIES) == set(cli.TASKS)
     for task in cli.TASKS:
-        mod = importlib.import_module(f"nuskybgd.tasks.{task}")
+        mod = importlib.import_module(f"nuskybgd.tasks.{task.replace('-', '_')}")
         assert getattr(mod, "SUMMARY", cli.SUMMARIES[task]) == cli.SUMMARIES[task], task
 
 
