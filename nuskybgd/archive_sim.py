@@ -273,8 +273,23 @@ def whole_detector_norms(presets, npix, n_live, truth_module):
     return out
 
 
-def _gain_channels(rng, chan, slope, offset, n_chan=4096):
-    """Recorded PI channels of events drawn in nominal channels ``chan`` (uniform inside)."""
+def gain_channels(rng, chan, slope, offset, n_chan=4096):
+    """Recorded PI channels of events drawn in nominal channels (uniform inside each channel).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    chan : ndarray of int
+        Channels at nominal gain.
+    slope, offset : float
+        Gain ``E' = slope * E + offset`` (offset in keV).
+    n_chan : int
+
+    Returns
+    -------
+    (ndarray of int64, ndarray of bool)
+        Recorded channels and whether each lies inside 0..n_chan-1.
+    """
     e = 1.6 + 0.04 * (chan + rng.random(chan.size))
     c = np.floor((slope * e + offset - 1.6) / 0.04).astype(np.int64)
     return c, (c >= 0) & (c < n_chan)
@@ -336,7 +351,7 @@ def _write_occultation(path, sci_header, gti_template, rng, plan, module, truth_
             if n == 0:
                 continue
             chan = draw_categorical(rng, tmpl, n)
-            pi, ok = _gain_channels(rng, chan, truth_mod["gain_slope"][k], truth_mod["gain_offset"][k])
+            pi, ok = gain_channels(rng, chan, truth_mod["gain_slope"][k], truth_mod["gain_offset"][k])
             live = np.flatnonzero((imap == k + 1).ravel())
             p = live[draw_categorical(rng, np.ones(live.size), n)]
             py, px = np.divmod(p, imap.shape[1])

@@ -78,3 +78,13 @@ def pytest_sessionstart(session):
             import xspectrampoline  # noqa: F401
         except ImportError as exc:  # pragma: no cover - only on a broken CI install
             raise pytest.UsageError(f"CI: xspectrampoline (XSPEC reference) is not importable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def tiny_archive(tmp_path_factory, synthetic_caldb):
+    """A simulated archive of 2 small observations (2014-2019) sharing the synthetic CALDB.
+
+    Returns (root, per-observation summaries). Tests must not modify it.
+    """
+    from archive_helpers import tiny_archive as make
+    return make(tmp_path_factory.mktemp("archive") / "arch", synthetic_caldb)

@@ -216,7 +216,21 @@ def group_components(mode, presets, albedo=False):
     return keys
 
 
-def _templates(spec, presets, keys):
+def group_templates(spec, presets, keys):
+    """Counts per channel per unit norm of each component for a group (rows in ``keys`` order).
+
+    Parameters
+    ----------
+    spec : GroupSpectrum
+    presets : ComponentPresets
+    keys : list of str
+        Template keys (:func:`group_components`).
+
+    Returns
+    -------
+    ndarray, shape (len(keys), n_chan)
+        Exposure included, nominal gain.
+    """
     frac = np.zeros(4)
     frac[spec.det] = 1.0
     kw = {}
@@ -264,7 +278,7 @@ def fit_group(spec, presets=None, emin=3.0, emax=150.0, fit_gain=True, albedo=Fa
     if presets is None or isinstance(presets, dict):
         presets = component_presets(spec.module, presets)
     keys = group_components(spec.mode, presets, albedo=albedo)
-    T = _templates(spec, presets, keys)
+    T = group_templates(spec, presets, keys)
     d_all = np.asarray(spec.counts, float)
     if T.shape[1] != d_all.size:
         raise NuskybgdError(f"{spec.name}: {d_all.size} channels but the response has {T.shape[1]}")

@@ -444,10 +444,13 @@ def calibrate(tasks, caldir, runner=None, clobber=False, version="1", plot=True)
                 rows.append((r["epoch"], f"FPM{r['module']}", r["det"], r["name"], r["exposure"], r["counts"],
                              r["cstat"], r["dof"], r["cstat"] / r["dof"], r["slope"], r["slope_error"], r["offset"],
                              r["offset_error"], r["norms"][r["components"].index("intn")],
-                             r["norms"][r["components"].index("intbgd.apec")]))
+                             r["norm_errors"][r["components"].index("intn")],
+                             r["norms"][r["components"].index("intbgd.apec")],
+                             r["norm_errors"][r["components"].index("intbgd.apec")]))
             table = Table(rows=rows, names=("epoch", "module", "det", "file", "exposure", "counts", "cstat", "dof",
                                             "cstat_per_dof", "gain_slope", "gain_slope_err", "gain_offset",
-                                            "gain_offset_err", "intn_norm", "apec_norm"))
+                                            "gain_offset_err", "intn_norm", "intn_norm_err", "apec_norm",
+                                            "apec_norm_err"))
             table.write(out[caldir / "summary.ecsv"], format="ascii.ecsv", overwrite=True)
             if plot:
                 plot_trends(out[caldir / "trends.png"], results, epochs)

@@ -165,7 +165,7 @@ def run_tasks(func, items, serial=False, workers=None, scheduler=None, desc="tas
             futures[client.submit(_call, func, it, pure=False, key=f"{desc}-{i}-{os.getpid()}-{id(items)}")] = i
         results = [None] * len(items)
         tries = [0] * len(items)
-        pending = as_completed(list(futures))
+        pending = as_completed(list(futures), loop=client.loop)
         for fut in pending:
             i = futures.pop(fut)
             try:

@@ -483,7 +483,7 @@ def stack_archive(archive, stackdir, epochs="year", selection="occultation", exc
                 "MODAREA": (modarea, "live area of the module, DET1 pixels"),
                 "AREAMETH": ("LIVEMAP" if selection == "occultation" else "MEDIAN_ASPECT",
                              "how AREA was computed"),
-                "NOBS": (len(rs), "observations stacked"), "RESPFILE": rmf or "none",
+                "NOBS": (len(rs), "observations stacked"), "RESPFILE": (rmf or "none", ""),
                 "ORIGIN": "nuskybgd", "CREATOR": "nuskybgd stack",
             }
             write_pha(out[names[key]], counts, expo, 1.0, header=header, extra_hdus=[obs_hdu], clobber=True)

@@ -1,0 +1,142 @@
+"""calibrate: bundles per epoch, checksums, manifest input, nothing written on failure."""
+
+import dataclasses
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from nuskybgd.analysis.calibrate import calibrate, load_manifest, load_stack_groups
+from nuskybgd.analysis.stack import stack_archive
+from nuskybgd.errors import NuskybgdError
+from nuskybgd.models.presets import component_presets
+
+
+@pytest.fixture(scope="module")
+def stack_dir(tiny_archive, tmp_path_factory):
+    root, _ = tiny_archive
+    out = tmp_path_factory.mktemp("stack") / "s"
+    stack_archive(root, out)
+    return out
+
+
+def two_groups(stack_dir, fit_gain=False):
+    """FPMA DET0 of both epochs (fixed gain keeps the fast suite fast)."""
+    tasks = [t for t in load_stack_groups(stack_dir) if t.module == "A" and t.det == 0]
+    assert len(tasks) == 2
+    return [dataclasses.replace(t, fit_gain=fit_gain) for t in tasks]
+
+
+def bundle_digest(caldir):
+    """sha256 of every bundle file listed in calibration.json, plus the table."""
+    index = json.loads((caldir / "calibration.json").read_text())
+    out = {}
+    for e in index["epochs"]:
+        for f in e["files"].values():
+            out[f["path"]] = hashlib.sha256((caldir / f["path"]).read_bytes()).hexdigest()
+    out["summary.ecsv"] = hashlib.sha256((caldir / "summary.ecsv").read_bytes()).hexdigest()
+    return out
+
+
+def test_bundle_contents(stack_dir, tmp_path):
+    tasks = two_groups(stack_dir)
+    index = calibrate(tasks, tmp_path / "cal")
+    cal = tmp_path / "cal"
+    assert [e["epoch"] for e in index["epochs"]] == sorted(t.epoch for t in tasks)
+    for e in index["epochs"]:
+        assert e["start"] < e["stop"]
+        for f in e["files"].values():
+            assert hashlib.sha256((cal / f["path"]).read_bytes()).hexdigest() == f["sha256"]
+        ratios = json.loads((cal / e["files"]["ratios"]["path"]).read_text())
+        gain = json.loads((cal / e["files"]["gain"]["path"]).read_text())
+        assert gain["modules"]["A"]["preset_detectors"] == [1, 2, 3]
+        assert "B" not in gain["modules"]
+        new, old = component_presets("A", ratios), component_presets("A")
+        # Detector 0's ifactors come from the fit; the others keep the presets.
+        assert new.apec.ifactors[0] != old.apec.ifactors[0]
+        assert new.apec.ifactors[1:] == old.apec.ifactors[1:]
+        assert component_presets("B", ratios) == component_presets("B")
+    t = Table.read(cal / "summary.ecsv", format="ascii.ecsv")
+    assert len(t) == 2 and np.all(t["dof"] > 3000) and np.all(t["cstat_per_dof"] > 0)
+    assert (cal / "trends.png").stat().st_size > 10000
+
+
+def test_gain_and_intn_recover_truth(tiny_archive, stack_dir, tmp_path):
+    """Late epoch, gain fitted: the whole-detector intn norm and the gain slope match the injected
+    values within 4 sigma."""
+    root, _ = tiny_archive
+    tasks = two_groups(stack_dir, fit_gain=True)[1:]
+    calibrate(tasks, tmp_path / "cal", plot=False)
+    for t in tasks:
+        gain = json.loads((tmp_path / "cal" / t.epoch / "gain.json").read_text())
+        s = Table.read(tmp_path / "cal" / "summary.ecsv", format="ascii.ecsv")
+        row = s[(s["epoch"] == t.epoch)][0]
+        stack = json.loads((stack_dir / "stack.json").read_text())
+        g = next(x for x in stack["groups"] if x["file"] == t.name)
+        truth, slope = [], []
+        for obsid in g["obsids"]:
+            tr = json.loads((root / obsid / "truth.json").read_text())
+            truth.append(tr["archive"]["occultation"]["A"]["whole_detector_norm"]["intn"][0])
+            slope.append(tr["archive"]["epoch_truth"]["modules"]["A"]["gain_slope"][0])
+        assert gain["modules"]["A"]["detectors"]["DET0"]["exposure"] == pytest.approx(g["exposure"])
+        assert abs(row["intn_norm"] - np.mean(truth)) < 4 * row["intn_norm_err"]
+        assert abs(row["gain_slope"] - np.mean(slope)) < 4 * row["gain_slope_err"]
+
+
+def test_failure_leaves_no_bundle(stack_dir, tmp_path):
+    tasks = two_groups(stack_dir)
+    bad = tmp_path / "bad.pha"
+    bad.write_bytes(b"not a FITS file")
+    tasks[1] = dataclasses.replace(tasks[1], pha=str(bad))
+    with pytest.raises(NuskybgdError):
+        calibrate(tasks, tmp_path / "cal")
+    assert not (tmp_path / "cal").exists()
+
+
+def test_existing_bundle_kept(stack_dir, tmp_path):
+    tasks = two_groups(stack_dir)[:1]
+    calibrate(tasks, tmp_path / "cal", plot=False)
+    before = bundle_digest(tmp_path / "cal")
+    with pytest.raises(NuskybgdError, match="exists"):
+        calibrate(tasks, tmp_path / "cal", plot=False)
+    assert bundle_digest(tmp_path / "cal") == before
+
+
+def test_zero_exposure_in_stack_index(stack_dir, tmp_path):
+    import shutil
+    copy = tmp_path / "s"
+    shutil.copytree(stack_dir, copy)
+    idx = json.loads((copy / "stack.json").read_text())
+    idx["groups"][0]["exposure"] = 0.0
+    (copy / "stack.json").write_text(json.dumps(idx))
+    with pytest.raises(NuskybgdError, match="zero exposure"):
+        load_stack_groups(copy)
+
+
+def test_manifest_real_spectra(real, shared_caldb, tmp_path):
+    """Two real stacked spectra through a manifest: fixed gain with albedo, bundle written."""
+    man = tmp_path / "m.csv"
+    files = [real / "stacked" / "epoch2_det0_FPMA.pha", real / "stacked" / "epoch14_det0_FPMA.pha"]
+    man.write_text("file,epoch,module,det,epoch_start,epoch_stop\n"
+                   f"{files[0]},epoch02,A,0,2013-01-01,2013-07-01\n"
+                   f"{files[1]},epoch14,A,0,2019-01-01,2019-07-01\n")
+    tasks = load_manifest(man, shared_caldb / "nuAdet3_20100101v002.rmf.gz", fit_gain=False,
+                          detabs_file=str(shared_caldb / "nuAdetabs20100101v002.fits"))
+    assert [t.albedo for t in tasks] == [True, True]
+    index = calibrate(tasks, tmp_path / "cal", plot=False)
+    assert [e["epoch"] for e in index["epochs"]] == ["epoch02", "epoch14"]
+    t = Table.read(tmp_path / "cal" / "summary.ecsv", format="ascii.ecsv")
+    # Frozen presets fit the late epoch worse than the early one (the gain has drifted).
+    assert t["cstat_per_dof"][1] > t["cstat_per_dof"][0]
+
+
+def test_manifest_errors(tmp_path, real, shared_caldb):
+    man = tmp_path / "m.csv"
+    man.write_text("file,epoch,module\nx.pha,1,A\n")
+    with pytest.raises(NuskybgdError, match="missing columns det"):
+        load_manifest(man, "r.rmf")
+    man.write_text(f"file,epoch,module,det\n{real / 'stacked' / 'epoch2_det0_FPMA.pha'},1,C,0\n")
+    with pytest.raises(NuskybgdError, match="module 'C'"):
+        load_manifest(man, "r.rmf")
