@@ -429,9 +429,11 @@ def calibrate(tasks, caldir, runner=None, clobber=False, version="1", plot=True)
                         continue
                     ratios, kept = epoch_ratios(ratios, by_det, m)
                     gain["modules"][m] = {"preset_detectors": kept, "detectors": {
-                        f"DET{k}": {x: r[x] for x in ("slope", "slope_error", "offset", "offset_error", "cstat",
-                                                       "dof", "exposure", "counts", "area", "module_area",
-                                                       "line_energies", "name")}
+                        f"DET{k}": {**{x: r[x] for x in ("slope", "slope_error", "offset", "offset_error",
+                                                          "cstat", "dof", "exposure", "counts", "area",
+                                                          "module_area", "line_energies", "name")},
+                                    "norms": {c: [v, e] for c, v, e in zip(r["components"], r["norms"],
+                                                                           r["norm_errors"])}}
                         for k, r in sorted(by_det.items())}}
                 ratios["comment"] = f"nuskybgd calibrate: epoch {e} ({info['start']} - {info['stop']})"
                 Path(out[bundle[e]["ratios"]]).write_text(json.dumps(ratios, indent=1) + "\n")
