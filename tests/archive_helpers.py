@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def tiny_archive(root, caldb_root, n=2, seed=3, **kw):
     """An archive of ``n`` small observations in different years, reusing a synthetic CALDB."""
-    from nuskybgd.archive_sim import simulate_archive
+    from nuskybgd.simulate.archive import simulate_archive
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     (root / "caldb").symlink_to(Path(caldb_root).resolve(), target_is_directory=True)

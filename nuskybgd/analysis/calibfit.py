@@ -36,7 +36,7 @@ import scipy.optimize
 from ..errors import NuskybgdError
 from ..fitting.engine import cstat, solve
 from ..models.background import component_templates
-from ..models.presets import component_presets
+from ..calib.presets import component_presets
 
 __all__ = [
     "CHANNEL_E0",

@@ -42,7 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import NuskybgdError
-from ..simulate import INTN_PIXELS_PER_UNIT
+from ..constants import ARCMIN2_PIX
+from ..calib.presets import component_presets
 from .calibfit import GroupSpectrum, fit_group
 
 __all__ = [
@@ -253,7 +254,7 @@ def _sha256(path):
 
 def _ifactor(key, norm, area, module_area):
     if key == "intn":
-        return norm * INTN_PIXELS_PER_UNIT / area
+        return norm * ARCMIN2_PIX / area
     return norm * module_area / area
 
 
@@ -320,7 +321,9 @@ def plot_trends(path, results, epochs):
     fig, axes = plt.subplots(2, 2, figsize=(12, 9))
     marks = {"A": "o", "B": "s"}
     lines = ["intbgd.lorentz_5", "intbgd.lorentz_8", "intbgd.lorentz_17", "intbgd.lorentz_24"]
+    preset_e = {m: {f"intbgd.{ln.name}": float(ln.linee) for ln in component_presets(m).lines} for m in ("A", "B")}
     for (m, k), rs in _by_detector(results).items():
+        rs = sorted(rs, key=lambda r: xval(r["epoch"]))
         x = np.array([xval(r["epoch"]) for r in rs])
         lab = f"FPM{m} DET{k}"
         ax = axes[0, 0]
@@ -329,8 +332,9 @@ def plot_trends(path, results, epochs):
         ax = axes[0, 1]
         for j, ln in enumerate(lines):
             y = [r["line_energies"].get(ln, (np.nan, np.nan)) for r in rs]
-            ax.errorbar(x + 0.01 * k, [v[0] for v in y], yerr=[v[1] for v in y], marker=marks[m], ls="none", ms=3,
-                        color=f"C{j}", label=ln.split(".")[1] if (m, k) == ("A", 0) else None)
+            ax.errorbar(x + 0.02 * k, [v[0] - preset_e[m][ln] for v in y], yerr=[v[1] for v in y], marker=marks[m],
+                        ls="none", ms=3, color=f"C{j}",
+                        label=f"{ln.split('.')[1]} ({preset_e[m][ln]:.1f} keV)" if (m, k) == ("A", 0) else None)
         ax = axes[1, 0]
         for j, key in enumerate(("intbgd.apec", "intbgd.lorentz_8")):
             y = [_ifactor(key, r["norms"][r["components"].index(key)], r["area"], r["module_area"]) for r in rs]
@@ -340,7 +344,7 @@ def plot_trends(path, results, epochs):
         y = [_ifactor("intn", r["norms"][r["components"].index("intn")], r["area"], r["module_area"]) for r in rs]
         ax.plot(x, y, marker=marks[m], ls="-", ms=4, label=lab)
     axes[0, 0].set_ylabel("gain slope (E' = slope E + offset)")
-    axes[0, 1].set_ylabel("recorded line energy (keV)")
+    axes[0, 1].set_ylabel("recorded - preset line energy (keV)")
     axes[1, 0].set_ylabel("ifactor (per-area convention)")
     axes[1, 0].set_yscale("log")
     axes[1, 1].set_ylabel("intn ifactor")
@@ -385,7 +389,7 @@ def calibrate(tasks, caldir, runner=None, clobber=False, version="1", plot=True)
     from astropy.table import Table
 
     from .. import __version__
-    from ..auxil import load_ratios
+    from ..calib.auxil import load_ratios
     from ..io.output import atomic_outputs, check_outputs
 
     if not tasks:

@@ -88,6 +88,10 @@ def connect(scheduler=None, workers=None):
     import dask
     from distributed import Client, LocalCluster
 
+    # The cluster's own chatter (worker start/stop) is not the user's business at INFO level.
+    for name in ("distributed", "tornado", "bokeh"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).level))
+
     if scheduler:
         try:
             with dask.config.set({"distributed.comm.timeouts.connect": f"{CONNECT_TIMEOUT}s"}):

@@ -212,7 +212,7 @@ def assign_epochs(tmid, bins):
 
 @lru_cache(maxsize=4)
 def _caldb_maps(caldb_root, module):
-    from ..caldb import Caldb
+    from ..calib.caldb import Caldb
     from ..io.events import read_badpix
     from ..io.skyfiles import read_instrmap, read_pixpos
     from ..sky.instrmap import bad_pixel_list, pixel_map
@@ -503,7 +503,7 @@ def stack_archive(archive, stackdir, epochs="year", selection="occultation", exc
 def _response(caldb, module, det, date):
     if not caldb:
         return None
-    from ..caldb import Caldb
+    from ..calib.caldb import Caldb
     try:
         return str(Path(Caldb(caldb).rmf(f"FPM{module}", f"DET{det}", date=date)).resolve())
     except NuskybgdError:

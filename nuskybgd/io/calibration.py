@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import NuskybgdError
 
-__all__ = ["CalibrationBundle", "select_bundle", "read_calibration_index"]
+__all__ = ["CalibrationBundle", "select_bundle", "read_calibration_index", "observation_date"]
 
 
 @dataclass
@@ -126,3 +126,35 @@ def select_bundle(caldir, date):
         raise NuskybgdError(f"{caldir}: bundle of epoch {e['epoch']} is not JSON ({exc})") from None
     return CalibrationBundle(epoch=e["epoch"], start=e["start"], stop=e["stop"], ratios_path=paths["ratios"],
                              gain_path=paths["gain"], ratios=ratios, gain=gain, version=str(index.get("version", "")))
+
+
+def observation_date(paths):
+    """Observation date of spectra: the DATE-OBS of the first file that has one.
+
+    Parameters
+    ----------
+    paths : sequence of str or os.PathLike
+        Spectra (OGIP PHA, SPECTRUM extension or the first extension).
+
+    Returns
+    -------
+    str
+        ISO date (UTC).
+
+    Raises
+    ------
+    NuskybgdError
+        No file carries DATE-OBS.
+    """
+    from astropy.io import fits
+    for p in paths:
+        try:
+            with fits.open(p) as hdul:
+                hdu = hdul["SPECTRUM"] if "SPECTRUM" in hdul else hdul[1]
+                date = hdu.header.get("DATE-OBS") or hdul[0].header.get("DATE-OBS")
+        except (OSError, IndexError, KeyError):
+            continue
+        if date and str(date).strip():
+            return _iso(date)[:19]
+    names = ", ".join(str(p) for p in list(paths)[:3])
+    raise NuskybgdError(f"{names}: no DATE-OBS in the spectra; cannot pick a calibration epoch")

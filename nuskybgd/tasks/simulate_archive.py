@@ -59,7 +59,7 @@ def prepare_bgdinfo(archive, obsid, clobber=False):
     import json
     from pathlib import Path
 
-    from ..simulate import SimulatedObs
+    from ..simulate.observation import SimulatedObs
     from . import demo
 
     root = Path(archive) / obsid
@@ -84,7 +84,7 @@ def run(args):
     import logging
 
     from ..analysis.executor import make_runner
-    from ..archive_sim import simulate_archive
+    from ..simulate.archive import simulate_archive
 
     log = logging.getLogger("nuskybgd")
     runner = make_runner(args.serial, args.workers, args.scheduler, desc="simulate-archive")

@@ -10,9 +10,9 @@ from nuskybgd.analysis.calibfit import (
     group_components,
     group_templates,
 )
-from nuskybgd.caldb import Caldb
+from nuskybgd.calib.caldb import Caldb
 from nuskybgd.io.ogip import read_rmf
-from nuskybgd.models.presets import component_presets
+from nuskybgd.calib.presets import component_presets
 
 
 def test_apply_gain_identity_and_conservation():

@@ -11,7 +11,7 @@ from astropy.table import Table
 from nuskybgd.analysis.calibrate import calibrate, load_manifest, load_stack_groups
 from nuskybgd.analysis.stack import stack_archive
 from nuskybgd.errors import NuskybgdError
-from nuskybgd.models.presets import component_presets
+from nuskybgd.calib.presets import component_presets
 
 
 @pytest.fixture(scope="module")

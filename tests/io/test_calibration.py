@@ -52,3 +52,13 @@ def test_not_a_calibration_folder(tmp_path):
     with pytest.raises(NuskybgdError, match="not an ISO date"):
         cal = _bundle(tmp_path / "cal", [("2014", "2014-01-01T00:00:00", "2015-01-01T00:00:00")])
         select_bundle(cal, "yesterday")
+
+
+def test_observation_date(tmp_path):
+    from nuskybgd.io.calibration import observation_date
+    from nuskybgd.io.ogip import write_pha
+    p = write_pha(tmp_path / "a.pha", [1, 2, 3], 10.0, 1.0, header={"DATE-OBS": "2019-05-06T07:08:09"})
+    q = write_pha(tmp_path / "b.pha", [1, 2, 3], 10.0, 1.0)
+    assert observation_date([q, p]) == "2019-05-06T07:08:09"
+    with pytest.raises(NuskybgdError, match="no DATE-OBS"):
+        observation_date([q])

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from nuskybgd.archive_sim import epoch_truth, gain_channels, mission_years, plan_archive
+from nuskybgd.simulate.archive import epoch_truth, gain_channels, mission_years, plan_archive
 from nuskybgd.errors import NuskybgdError
-from nuskybgd.models.presets import component_presets
+from nuskybgd.calib.presets import component_presets
 
 
 def test_layout_and_truth(tiny_archive):

@@ -25,7 +25,7 @@ Injected truth, a function of the observation date only (tau = years since
   ``1 - 0.005 (k + 1) tau``.
 
 Multipliers never exceed 1 for tau <= 10, so the science-mode file is made by
-:func:`nuskybgd.simulate.simulate_observation` (all scale factors 1) and
+:func:`nuskybgd.simulate.observation.simulate_observation` (all scale factors 1) and
 Poisson-thinned per event with the multiplier of its component and detector
 (thinning a Poisson process keeps it Poisson with the scaled mean); the
 gain is then applied to every event. The occultation file holds only the
@@ -35,7 +35,7 @@ the same per-detector templates with the same multipliers and gain.
 Whole-detector norms (what ``calibrate`` fits on a stack of detector k):
 intbgd component c ``ifactor_c[k] * npix_k / n_live * mult``; intn
 ``ifactor[k] * npix_k / 599.75 * mult`` (the simulation's per-pixel model,
-see :mod:`nuskybgd.simulate`), with ``npix_k`` live DET1 pixels of detector k
+see :mod:`nuskybgd.simulate.observation`), with ``npix_k`` live DET1 pixels of detector k
 and ``n_live`` of the module; truth.json lists them as
 ``occultation.<module>.whole_detector_norm``.
 """
@@ -55,8 +55,9 @@ import numpy as np
 from astropy.io import fits
 from astropy.time import Time, TimeDelta
 
-from .errors import NuskybgdError
-from .simulate import INTN_PIXELS_PER_UNIT, draw_categorical, simulate_observation
+from ..errors import NuskybgdError
+from ..constants import ARCMIN2_PIX
+from .observation import draw_categorical, simulate_observation
 
 __all__ = [
     "GAIN_DRIFT",
@@ -228,13 +229,13 @@ def plan_archive(outdir, n_observations, seed=0, start="2013-01-01", stop="2021-
 @lru_cache(maxsize=4)
 def _module_setup(caldb_root, module):
     """Instrument map, pixel map and unit templates (1 s) per detector of a module (cached per process)."""
-    from .caldb import Caldb
-    from .io.events import read_badpix
-    from .io.ogip import read_rmf
-    from .io.skyfiles import read_instrmap, read_pixpos
-    from .models.background import component_templates
-    from .models.presets import component_presets
-    from .sky.instrmap import bad_pixel_list, instrument_map, pixel_map
+    from ..calib.caldb import Caldb
+    from ..io.events import read_badpix
+    from ..io.ogip import read_rmf
+    from ..io.skyfiles import read_instrmap, read_pixpos
+    from ..models.background import component_templates
+    from ..calib.presets import component_presets
+    from ..sky.instrmap import bad_pixel_list, instrument_map, pixel_map
 
     caldb = Caldb(caldb_root)
     pixmap = pixel_map(read_pixpos(caldb.query("PIXPOS", f"FPM{module}").path))
@@ -265,7 +266,7 @@ def whole_detector_norms(presets, npix, n_live, truth_module):
     for key, m in mult.items():
         if key == "intn":
             ifac = presets.intn.ifactors
-            out[key] = [ifac[k] * npix[k] / INTN_PIXELS_PER_UNIT * m * lev[k] for k in range(4)]
+            out[key] = [ifac[k] * npix[k] / ARCMIN2_PIX * m * lev[k] for k in range(4)]
         else:
             entry = presets.apec if key == "intbgd.apec" else next(
                 ln for ln in presets.lines if f"intbgd.{ln.name}" == key)
@@ -335,7 +336,7 @@ def _finish_science(tmp_ev, final_ev, rng, tags, names, truth_mod, npix_unused=N
 
 def _write_occultation(path, sci_header, gti_template, rng, plan, module, truth_mod, occ_norms, setup):
     """Mode-02 event file: internal background only, with the epoch's gain."""
-    from .sky.projection import det1_to_sky
+    from ..sky.projection import det1_to_sky
     imap, pixmap, _presets, templates = setup
     tstart = float(sci_header["TSTOP"]) + 100.0
     tstop = tstart + plan.occ_exposure
@@ -399,7 +400,7 @@ def _write_occultation(path, sci_header, gti_template, rng, plan, module, truth_
 
 
 def _source_region(path, sci_header, truth_mod):
-    from .io.events import sky_wcs
+    from ..io.events import sky_wcs
     src = truth_mod.get("source")
     if not src:
         return None
@@ -424,7 +425,7 @@ def simulate_archive_observation(plan, clobber=False):
     dict
         Summary: obsid, date, files, exposures, event counts.
     """
-    from .io.output import atomic_outputs
+    from ..io.output import atomic_outputs
 
     folder = plan.folder
     if folder.exists():
@@ -540,8 +541,8 @@ def simulate_archive(outdir, n_observations, seed=0, start="2013-01-01", stop="2
     (pathlib.Path, list of dict)
         ``archive.json`` and the per-observation summaries.
     """
-    from .caldb_synth import make_caldb
-    from .io.output import write_text
+    from .caldb import make_caldb
+    from ..io.output import write_text
     outdir = Path(outdir)
     index = outdir / "archive.json"
     if index.exists() and not clobber:
