@@ -152,10 +152,10 @@ def background_prediction(info, fit_json, regfile, phafile, caldb):
 
 
 def fit_three_ways(counts, pred, modes, bkg_counts, backscal_ratio, rmf, arf, exposure, first_channel, band_sel,
-                   classes, per_ampl):
+                   classes, per_ampl, errors="covar"):
     """Fit photon index and norm three ways; returns {method: (gamma, err, ampl, err, stat)}."""
     from sherpa.astro.data import DataPHA
-    from sherpa.estmethods import Covariance
+    from sherpa.estmethods import Confidence, Covariance
     from sherpa.fit import Fit
     from sherpa.models.basic import PowLaw1D
     from sherpa.optmethods import LevMar
@@ -196,20 +196,27 @@ def fit_three_ways(counts, pred, modes, bkg_counts, backscal_ratio, rmf, arf, ex
         f = Fit(pha, model, stat, LevMar())
         try:
             r = f.fit()
-            f.estmethod = Covariance()
+            f.estmethod = Covariance() if errors == "covar" else Confidence()
+            best = {"pl.gamma": float(pl.gamma.val), "pl.ampl": float(pl.ampl.val)}
             e = f.est_errors(parlist=(pl.gamma, pl.ampl))
-            err = dict(zip(e.parnames, [0.5 * (abs(a) + abs(b)) if a is not None and b is not None else np.nan
-                                        for a, b in zip(e.parmins, e.parmaxes)]))
-            out[method] = {"gamma": float(pl.gamma.val), "gamma_err": float(err.get("pl.gamma", np.nan)),
-                               "ampl": float(pl.ampl.val), "ampl_err": float(err.get("pl.ampl", np.nan)),
-                               "stat": float(r.statval), "ok": bool(r.succeeded)}
+            lims = {"pl.gamma": (pl.gamma.min, pl.gamma.max), "pl.ampl": (pl.ampl.min, pl.ampl.max)}
+            lo, hi = {}, {}
+            for name, a, b in zip(e.parnames, e.parmins, e.parmaxes):
+                # None: the interval reaches the parameter's limit (conf) or is undefined (covar at a bound)
+                lo[name] = float(a) if a is not None else float(lims[name][0] - best[name])
+                hi[name] = float(b) if b is not None else float(lims[name][1] - best[name])
+            out[method] = {"gamma": best["pl.gamma"], "gamma_err": 0.5 * (abs(lo["pl.gamma"]) + abs(hi["pl.gamma"])),
+                           "gamma_lo": lo["pl.gamma"], "gamma_hi": hi["pl.gamma"],
+                           "ampl": best["pl.ampl"], "ampl_err": 0.5 * (abs(lo["pl.ampl"]) + abs(hi["pl.ampl"])),
+                           "ampl_lo": lo["pl.ampl"], "ampl_hi": hi["pl.ampl"],
+                           "stat": float(r.statval), "ok": bool(r.succeeded), "errors": errors}
         except Exception as exc:  # noqa: BLE001  (a failed fit is a result too: counted, not hidden)
             out[method] = {"gamma": np.nan, "gamma_err": np.nan, "ampl": np.nan, "ampl_err": np.nan, "stat": np.nan, "ok": False,
                                "error": f"{type(exc).__name__}: {exc}"}
     return out
 
 
-def run_seed(seed, work, exposure, caldb_dir, strengths, classes):
+def run_seed(seed, work, exposure, caldb_dir, strengths, classes, errors="covar"):
     """Chain for one seed, then the source injections; returns rows."""
     from sherpa.models.basic import PowLaw1D
 
@@ -270,7 +277,7 @@ def run_seed(seed, work, exposure, caldb_dir, strengths, classes):
         src_counts = rng.poisson(ampl * per_ampl)
         counts = bkg_events + src_counts
         res = fit_three_ways(counts, pred["predicted"], pred["modes"], bgd_counts, bscale, rmf,
-                             arf, expo, int(rmf.offset), sel, classes, per_ampl)
+                             arf, expo, int(rmf.offset), sel, classes, per_ampl, errors)
         for method, v in res.items():
             rows.append(dict(seed=seed, target_counts=target, method=method, ampl_true=ampl, gamma_true=GAMMA_TRUE,
                              source_counts=int(src_counts[sel].sum()), background_events=float(bkg_events[sel].sum()),
@@ -278,6 +285,16 @@ def run_seed(seed, work, exposure, caldb_dir, strengths, classes):
                              wstat_background_scaled=float(bgd_counts[sel].sum() * bscale),
                              n_modes=int(pred["modes"].shape[0]), linear_check=pred["linear_check"], **v))
     return rows
+
+
+def _coverage(rows, q, dev, err, ok):
+    """Fraction of fits whose interval holds the truth (asymmetric ``q_lo``/``q_hi`` when stored)."""
+    if rows and f"{q}_lo" in rows[0]:
+        scale = np.array([r["ampl_true"] if q == "ampl" else 1.0 for r in rows])
+        lo = np.array([r[f"{q}_lo"] for r in rows]) / scale
+        hi = np.array([r[f"{q}_hi"] for r in rows]) / scale
+        return float(np.mean((-hi <= dev) & (dev <= -lo)))
+    return float(np.mean(np.abs(dev[ok]) <= err[ok]))
 
 
 def summarise(rows):
@@ -300,10 +317,10 @@ def summarise(rows):
                 "gamma_median_bias": float(np.median(g)),
                 "gamma_bias": float(g.mean()), "gamma_bias_sem": float(g.std(ddof=1) / np.sqrt(g.size)),
                 "gamma_scatter": float(g.std(ddof=1)), "gamma_mean_error": float(np.mean(ge[ok_g])),
-                "gamma_coverage": float(np.mean(np.abs(g[ok_g]) <= ge[ok_g])),
+                "gamma_coverage": _coverage(sel, "gamma", g, ge, ok_g),
                 "norm_bias": float(a.mean()), "norm_bias_sem": float(a.std(ddof=1) / np.sqrt(a.size)),
                 "norm_scatter": float(a.std(ddof=1)), "norm_mean_error": float(np.mean(ae[ok_a])),
-                "norm_coverage": float(np.mean(np.abs(a[ok_a]) <= ae[ok_a]))}
+                "norm_coverage": _coverage(sel, "ampl", a, ae, ok_a)}
     return out
 
 
@@ -367,6 +384,8 @@ def main(argv=None):
     ap.add_argument("--out", default=str(HERE / "results" / "injection_background.json"))
     ap.add_argument("--keep", help="work folder to keep (default: a temporary folder)")
     ap.add_argument("--replot", help="recompute the summary and plot of an existing JSON")
+    ap.add_argument("--errors", choices=("covar", "conf"), default="covar",
+                    help="Sherpa error method of the source parameters (conf: profile likelihood, slower)")
     args = ap.parse_args(argv)
     if args.replot:
         res = json.loads(Path(args.replot).read_text())
@@ -395,12 +414,12 @@ def main(argv=None):
             make_caldb(caldb_dir, shared_caldb=SHARED / "caldb" / "nustar", progress=False)
         for seed in tqdm(range(args.first_seed, args.first_seed + args.seeds), desc="injection seeds",
                          file=sys.stderr):
-            rows += run_seed(seed, work, args.exposure, caldb_dir.resolve(), strengths, classes)
+            rows += run_seed(seed, work, args.exposure, caldb_dir.resolve(), strengths, classes, args.errors)
             partial = {"n_seeds": seed - args.first_seed + 1, "exposure": args.exposure, "rows": rows}
             out.with_suffix(".partial.json").write_text(json.dumps(partial, default=float) + "\n")
     res = {"n_seeds": args.seeds, "seeds": [args.first_seed, args.first_seed + args.seeds - 1],
                "exposure": args.exposure, "gamma_true": GAMMA_TRUE, "band_kev": list(BAND), "source_region": SOURCE_REGION,
-               "methods": list(METHODS), "seconds_total": time.perf_counter() - t0, "summary": summarise(rows), "rows": rows}
+               "methods": list(METHODS), "errors": args.errors, "seconds_total": time.perf_counter() - t0, "summary": summarise(rows), "rows": rows}
     out.write_text(json.dumps(res, indent=1, default=float) + "\n")
     out.with_suffix(".partial.json").unlink(missing_ok=True)
     plot(res, out.with_suffix(".png"))
