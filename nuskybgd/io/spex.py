@@ -389,8 +389,8 @@ def spex_commands(name, sectors, norms, files, comment=()):
                 f"par {k} 1 file avalue {files[s]}",
                 f"par {k} 1 norm value {norms[s]:.10g}",
                 f"par {k} 1 norm status frozen"]
-    out += ["calc",
-            "# add the source model to sector 1, e.g.:",
+    # no 'calc' here: sector 1 has no model until the user adds the source
+    out += ["# add the source model to sector 1, e.g.:",
             "#   comp 1 pow",
             "#   fit",
             "# thaw a background norm to let it float: par 2 1 norm status thawn"]
