@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.linalg
 import scipy.optimize
+from threadpoolctl import threadpool_limits
 
 from ..errors import NuskybgdError
 from ..kernels.jit import njit
@@ -374,29 +375,6 @@ class FitResult:
 
 
 @njit(cache=True, nogil=True)
-def _gram_and_grad(A, g1, g2, H, grad, cols):
-    """Accumulate H[cols, cols] += A^T diag(g2) A and grad[cols] += A^T g1.
-
-    A single-threaded kernel: the blocks are small (a few thousand bins x ~33
-    columns), and a multithreaded BLAS on a busy machine is slower than one
-    core (measured: 10 s against 0.2 s for the benchmark fit at load 7 on 2 cores).
-    """
-    n, c = A.shape
-    for i in range(n):
-        w = g2[i]
-        gi = g1[i]
-        for a in range(c):
-            va = A[i, a]
-            if va == 0.0:
-                continue
-            grad[cols[a]] += va * gi
-            wa = w * va
-            for bb in range(a, c):
-                H[cols[a], cols[bb]] += wa * A[i, bb]
-    return H, grad
-
-
-@njit(cache=True, nogil=True)
 def _matvec(A, x, cols, b, out):
     """out = A @ x[cols] + b (single thread)."""
     n, c = A.shape
@@ -513,6 +491,14 @@ def solve_blocks(blocks, p, theta0, lower=None, statistic="cstat", tol=1e-8, max
     that no noticed bin depends on are left at their start value with NaN
     errors.
     """
+    # one BLAS thread: the products are small, and a multithreaded BLAS on a
+    # busy machine spins (10 s against 0.2 s for the benchmark fit at load 7
+    # on 2 cores, with the previous numba kernel as the single-thread answer)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _solve_blocks(blocks, p, theta0, lower, statistic, tol, max_iter, upper)
+
+
+def _solve_blocks(blocks, p, theta0, lower, statistic, tol, max_iter, upper):
     t0 = time.perf_counter()
     lower = np.zeros(p) if lower is None else np.asarray(lower, float)
     upper = np.full(p, np.inf) if upper is None else np.asarray(upper, float)
@@ -546,11 +532,12 @@ def solve_blocks(blocks, p, theta0, lower=None, statistic="cstat", tol=1e-8, max
         start = 0
         for A, cols, _, d in bl:
             n = len(d)
-            _gram_and_grad(A, np.ascontiguousarray(g1[start:start + n]), np.ascontiguousarray(g2[start:start + n]),
-                           H, grad, cols)
+            # one BLAS thread (threadpool_limits around the solve): a few
+            # thousand bins x ~33 columns per block
+            H[np.ix_(cols, cols)] += A.T @ (A * g2[start:start + n, None])
+            grad[cols] += A.T @ g1[start:start + n]
             start += n
-        # the kernel stores each off-diagonal pair once (either triangle): symmetrise
-        return grad, H + H.T - np.diag(np.diag(H))
+        return grad, H
 
     mu = predict(x)
     if statistic == "cstat" and np.any((mu <= 0) & (d_all > 0)):
