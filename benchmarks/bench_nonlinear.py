@@ -134,6 +134,7 @@ def sherpa_model(state, sds, responses):
 
     nm = NonlinearModel(state, sds, responses)
     nm.precise = True
+    nm.refresh()
     lm0 = LinearModel(state, sds, allow_shapes=True)
     objs = [s.params[i] for s, i in lm0.free] + [nm._param(q) for q in range(len(nm.params))]  # noqa: SLF001
     names = [f"p{j}" for j in range(len(objs))]
