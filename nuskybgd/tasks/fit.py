@@ -101,6 +101,9 @@ def add_arguments(parser):
                         help="90%% profile intervals of these parameters (comma-separated)")
     parser.add_argument("--detabs", default=None,
                         help="DETABS file for the apbgd ARFs (instead of a CALDB query)")
+    parser.add_argument("--calibration", default=None, metavar="CALDIR",
+                        help="presets from the epoch bundle of 'nuskybgd calibrate' whose epoch holds the "
+                             "spectra's DATE-OBS (default: the shipped ratios.json)")
     parser.add_argument("--clobber", action="store_true", help="overwrite existing output files")
 
 
@@ -192,7 +195,7 @@ def parameter_table(state):
 
 def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=False, emin=3.0, emax=150.0,
                    original_norms=False, clobber=False, plot=True, caldb=None, gain=None, thaw=None,
-                   free_detectors=None, errors=None, detabs=None):
+                   free_detectors=None, errors=None, detabs=None, calibration=None):
     """Fit the background model of a bgdinfo.json file and write the outputs.
 
     Parameters
@@ -270,6 +273,15 @@ def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=Fals
     else:
         weights, module_area = compute_weights(info, spectra)
     ratios = load_ratios()
+    calib_note = None
+    if calibration:
+        # Epoch-dependent presets (nuskybgd calibrate): the bundle whose epoch holds the observation date.
+        from ..io.calibration import observation_date, select_bundle
+        date = observation_date([s.path for s in spectra])
+        bundle = select_bundle(calibration, date)
+        ratios = bundle.ratios
+        calib_note = (f"calibration: epoch {bundle.epoch} ({bundle.start} .. {bundle.stop}) of {calibration} "
+                      f"(version {bundle.version}) for observation date {date}: {bundle.ratios_path}")
     nonlinear = bool(gain or thaw or free_detectors or info.detectors or errors)
     specs, arfs = [], []
     for k, (s, w) in enumerate(zip(spectra, weights)):
@@ -292,7 +304,8 @@ def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=Fals
         state.statistic = statistic
         sds = []
         for k, (s, w) in enumerate(zip(spectra, weights)):
-            tmpl = component_templates(s.rmf, s.module, w.frac, s.exposure, caldb=caldb, apbgd_arf=arfs[k])
+            tmpl = component_templates(s.rmf, s.module, w.frac, s.exposure, presets=ratios, caldb=caldb,
+                                       apbgd_arf=arfs[k])
             sd = spectrum_data(s, tmpl, emin, emax)
             state.spectra[k].ignore = ignore_ranges(sd.noticed)
             sds.append(sd)
@@ -305,6 +318,10 @@ def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=Fals
     state.info["band_kev"] = [emin, emax]
     state.info["bgdinfo"] = str(info.path)
     state.info["exposure"] = [s.exposure for s in spectra]
+    if calib_note:
+        state.info["calibration"] = {"caldir": str(calibration), "epoch": bundle.epoch, "start": bundle.start,
+                                     "stop": bundle.stop, "version": bundle.version, "observation_date": date,
+                                     "ratios": str(bundle.ratios_path)}
 
     fitinfo = state.info["fit"]
     summary = [
@@ -318,6 +335,8 @@ def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=Fals
         f"({fitinfo['n_bins']} bins, {fitinfo['n_free']} free parameters)",
         "region weights (detector areas DET0..DET3 in sky pixels, aperture sum):",
     ]
+    if calib_note:
+        summary.insert(2, calib_note)
     for s, w in zip(spectra, weights):
         summary.append(f"  {s.path.name}: area {[round(float(a), 3) for a in w.area]} ap {w.ap:.6g}")
     summary.append(parameter_table(state))
@@ -337,7 +356,7 @@ def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=Fals
                              for k, s in enumerate(spectra)])
         text_log += f"total time {time.perf_counter() - t_start:.2f} s\n"
         Path(out[names["log"]]).write_text(text_log)
-    for line in summary[:4]:
+    for line in summary[:5 if calib_note else 4]:
         log.info(line)
     log.info("wrote %s", ", ".join(str(p) for p in all_paths[:5]))
     return FitOutputs(paths=names, state=state, model=model, result=result, spectra=spectra, weights=weights)
@@ -349,6 +368,6 @@ def run(args):
                          emin=args.emin, emax=args.emax, original_norms=args.original_norms,
                          clobber=args.clobber, plot=not args.no_plot, caldb=args.caldb, gain=args.gain,
                          thaw=args.thaw, free_detectors=args.free_detectors, errors=args.errors,
-                         detabs=args.detabs)
+                         detabs=args.detabs, calibration=args.calibration)
     print(parameter_table(res.state), file=sys.stdout)
     return 0
