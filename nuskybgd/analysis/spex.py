@@ -49,24 +49,49 @@ class SpexSectors:
     ----------
     energ_lo, energ_hi : ndarray
         Response energy grid (keV).
-    matrices : dict of str -> ndarray
-        Sector name -> response (n_energy, n_chan), cm^2.
+    rmf, diag : sherpa.astro.data.DataRMF
+        The spectrum's RMF and the intn response (diag.rmf).
+    areas : dict of str -> ndarray or None
+        Sector name -> effective area per energy bin (cm^2) applied to the
+        RMF; None for the RMF alone (intbgd); intn uses ``diag``.
     photons : dict of str -> ndarray
         Background sector -> photon flux per energy bin (photons/cm^2/s)
         with the fitted norms.
     exposure : float
         Source spectrum exposure (s).
+
+    Notes
+    -----
+    Matrices are built one sector at a time (:meth:`matrix`): a real NuSTAR
+    RMF is 4096 x 4096 (134 MB dense), so five at once would need 0.7 GB.
     """
 
     energ_lo: np.ndarray
     energ_hi: np.ndarray
-    matrices: dict
+    rmf: object
+    diag: object
+    areas: dict
     photons: dict
     exposure: float
 
+    def matrix(self, sector):
+        """Response of a sector (n_energy, n_chan), cm^2."""
+        from ..io.ogip import rmf_matrix
+        if sector == "intn":
+            return rmf_matrix(self.diag)
+        r = rmf_matrix(self.rmf)
+        a = self.areas[sector]
+        return r if a is None else r * a[:, None]
+
     def predicted_counts(self):
         """Background counts per channel: sum over sectors of photons x response x exposure."""
-        return sum(self.photons[s] @ self.matrices[s] for s in SECTORS[1:]) * self.exposure
+        from ..io.ogip import rmf_matrix
+        r = rmf_matrix(self.rmf)
+        total = rmf_matrix(self.diag).T @ self.photons["intn"]
+        for s in SECTORS[1:-1]:
+            a = self.areas[s]
+            total = total + r.T @ (self.photons[s] * (1.0 if a is None else a))
+        return total * self.exposure
 
 
 def background_sectors(state, group, pha, module, frac, source_arf, shapes=None, caldb=None):
@@ -110,22 +135,20 @@ def background_sectors(state, group, pha, module, frac, source_arf, shapes=None,
                     "the spectrum's RMF")
     shapes = shapes or shape_presets(state, group, module)
     date = pha.header.get("DATE-OBS") if getattr(pha, "header", None) is not None else None
-    r = rmf_matrix(rmf)
     diag = diag_rmf()
     check_same_grid(diag.energ_lo, diag.energ_hi, lo, hi, "diag.rmf", "the spectrum's RMF")
-    matrices = {
-        "source": r * np.asarray(source_arf.specresp, float)[:, None],
-        "apbgd": r * np.asarray(apbgd_arf(module, frac, caldb=caldb, rmf=rmf, date=date).specresp, float)[:, None],
-        "intbgd": r,
-        "fcxb": r * np.asarray(fcxb_arf(module, rmf=rmf).specresp, float)[:, None],
-        "intn": rmf_matrix(diag),
-    }
+    if rmf_matrix(diag).shape[1] != rmf_matrix(rmf).shape[1]:
+        raise NuskybgdError(f"{pha.name}: diag.rmf and the spectrum's RMF have different channel counts")
+    areas = {"source": np.asarray(source_arf.specresp, float),
+             "apbgd": np.asarray(apbgd_arf(module, frac, caldb=caldb, rmf=rmf, date=date).specresp, float),
+             "intbgd": None,
+             "fcxb": np.asarray(fcxb_arf(module, rmf=rmf).specresp, float)}
     spec = component_spectra(lo, hi, shapes)
     photons = {s: np.zeros(lo.size) for s in SECTORS[1:]}
     for src, ipar, key, unit in norm_components(state, spec):
         root, j, f = state.resolve(src, src.index(group, ipar))
         photons[key.split(".")[0]] += f * root.params[j].value * unit
-    return SpexSectors(lo, hi, matrices, photons, float(pha.exposure))
+    return SpexSectors(lo, hi, rmf, diag, areas, photons, float(pha.exposure))
 
 
 def spex_outputs(savefile, regfiles):
@@ -172,7 +195,7 @@ def write_source_spex(out, names, sectors, phafile, rmffile, comment=()):
         Comment lines of the ``.com`` file.
     """
     spo = spectrum_spo(phafile, rmffile)
-    comps = [response_component(sectors.energ_lo, sectors.energ_hi, sectors.matrices[s]) for s in SECTORS]
+    comps = [response_component(sectors.energ_lo, sectors.energ_hi, sectors.matrix(s)) for s in SECTORS]
     hist = [f"nuskybgd spex: sectors {', '.join(f'{k + 1} {s}' for k, s in enumerate(SECTORS))}"]
     write_spex(out[names["spo"]], out[names["res"]], spo, comps, history=hist)
     for s in SECTORS[1:]:

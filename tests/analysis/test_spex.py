@@ -82,6 +82,8 @@ def test_spex_route_reproduces_prediction(exported):
         worst = float(np.max(np.abs(counts[keep] - ref[keep]) / ref[keep]))
         AGREE.append(("SPEX .res x .dat", "AB"[k], worst, float(ref.sum()), float(counts.sum())))
         assert worst < 1e-6, worst
+        # the in-memory sectors (what the .com comment reports) give the same counts
+        np.testing.assert_allclose(exported["spex"]["sectors"][k].predicted_counts()[keep], ref[keep], rtol=1e-10)
         # the .spo holds the source spectrum itself (rates x exposure = counts)
         pha = read_pha(exported["dir"] / ("srcA.pha", "srcB.pha")[k])
         np.testing.assert_allclose(np.asarray(spo.ochan) * np.asarray(spo.tints), pha.counts, rtol=1e-12, atol=1e-9)
