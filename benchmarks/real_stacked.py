@@ -79,7 +79,7 @@ def main(argv):
             if tag == "gain_lines":
                 row[tag]["line_energies"] = {lab: float(v) for lab, v in zip(f.result.labels, f.result.values)
                                              if lab.endswith("LineE")}
-            if tag == "frozen":
+            if tag in ("frozen", "gain_lines"):
                 # fitted/preset ratios with the per-detector presets
                 pre, st = f.presets, f.state
                 ratios = {}
@@ -89,7 +89,7 @@ def main(argv):
                     ci = src.labels.index(comp)
                     ip = next(i for i in range(src.npar) if src.par_components[i] == ci and src.par_names[i] == "norm")
                     ratios[f"{name}:{comp}"] = st.source(name).params[ip].value / pre.source(name).params[ip].value
-                row["fitted_over_preset"] = ratios
+                row["fitted_over_preset" if tag == "frozen" else "fitted_over_preset_gain_lines"] = ratios
         rows.append(row)
         tqdm.write(f"{s.name}: frozen {row['frozen']['ratio']:.3f} gain {row['gain']['ratio']:.3f} "
                    f"gain+lines {row['gain_lines']['ratio']:.3f}", file=sys.stderr)
