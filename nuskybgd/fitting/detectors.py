@@ -350,7 +350,7 @@ def fit_detectors(spectra, *, gain=None, thaw=(), free_detectors=(), emin=3.0, e
 
 def fit_extended(specs, weights, module_area, spectra, arfs, ratios, info, *, statistic="cstat", fit=True,
                  emin=3.0, emax=150.0, original_norms=False, gain=None, thaw=None, free_detectors=None,
-                 errors=None, progress=None):
+                 errors=None, progress=None, gain_start=None):
     """The ``nuskybgd fit`` run with gains, thawed shapes or per-detector norms.
 
     Parameters
@@ -373,6 +373,9 @@ def fit_extended(specs, weights, module_area, spectra, arfs, ratios, info, *, st
     errors : str, optional
         Parameters for profile intervals.
     progress : callable, optional
+    gain_start : (float, float), optional
+        Starting gain (slope, offset keV) of every spectrum: fixed without
+        ``gain``, the start of the fit (no scan) with it.
 
     Returns
     -------
@@ -390,17 +393,21 @@ def fit_extended(specs, weights, module_area, spectra, arfs, ratios, info, *, st
                  for s, a in zip(spectra, arfs)]
     counts = [(s.counts, s.grouping, s.quality, s.e_lo, s.e_hi, str(s.path)) for s in spectra]
     comps = [c.strip() for c in (free_detectors or "").split(",") if c.strip()]
+    if gain_start is not None and not gain:
+        gain = "fixed"
+    scan = gain in ("fit", "link") and gain_start is None
     kw = {"ratios": ratios, "gain": gain, "thaw": thaw, "emin": emin, "emax": emax, "original_norms": original_norms,
-              "fix_line_ratios": info.intbgd_fix_line_ratios, "fcxb_links": info.fcxb_links}
+          "fix_line_ratios": info.intbgd_fix_line_ratios, "fcxb_links": info.fcxb_links,
+          "gain_start": (1.0, 0.0) if gain_start is None else tuple(gain_start)}
     extra = []
     linked = None
     if comps and fit:
         st, sds, _ = setup_fit(specs, weights, module_area, responses, counts, **kw)
-        linked = run_fit(st, sds, responses, statistic, fit=True, progress=progress, gain_scan=bool(gain))
+        linked = run_fit(st, sds, responses, statistic, fit=True, progress=progress, gain_scan=scan)
     state, sds, carriers = setup_fit(specs, weights, module_area, responses, counts, free_detectors=comps, **kw)
     state.statistic = statistic
     res = run_fit(state, sds, responses, statistic, fit=fit, carriers=carriers, progress=progress,
-                  gain_scan=bool(gain))
+                  gain_scan=scan)
     result = res.result if fit else None
     if res.nonlinear:
         extra.append("nonlinear parameters: " + ", ".join(res.nonlinear))

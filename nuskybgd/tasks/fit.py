@@ -40,6 +40,8 @@ the rest):
   --gain fit        a free response gain (slope, offset keV) per spectrum,
                     XSPEC's "gain fit": response energies E' = E/slope - offset
   --gain link       one free gain per module
+  --gain-start S,O  starting gain (slope, offset keV) of every spectrum; fixed
+                    at that value without --gain
   --thaw LIST       shape parameters to fit, SOURCE:COMPONENT.PARAM, e.g.
                     intbgd:lorentz_5.LineE,intbgd:lorentz_30.LineE; "LineE>19"
                     frees every line energy above 19 keV
@@ -93,6 +95,8 @@ def add_arguments(parser):
                         help="CALDB root for DETABS/Be window of the apbgd ARFs (default $CALDB)")
     parser.add_argument("--gain", choices=["fit", "link"], default=None,
                         help="fit a response gain per spectrum (fit) or per module (link)")
+    parser.add_argument("--gain-start", default=None, metavar="SLOPE,OFFSET",
+                        help="starting (or, without --gain, fixed) response gain of every spectrum")
     parser.add_argument("--thaw", default=None, metavar="LIST",
                         help="shape parameters to fit: SOURCE:COMPONENT.PARAM,... or LineE>E")
     parser.add_argument("--free-detectors", default=None, metavar="COMPONENTS",
@@ -195,7 +199,7 @@ def parameter_table(state):
 
 def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=False, emin=3.0, emax=150.0,
                    original_norms=False, clobber=False, plot=True, caldb=None, gain=None, thaw=None,
-                   free_detectors=None, errors=None, detabs=None, calibration=None):
+                   free_detectors=None, errors=None, detabs=None, calibration=None, gain_start=None):
     """Fit the background model of a bgdinfo.json file and write the outputs.
 
     Parameters
@@ -229,6 +233,8 @@ def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=Fals
         Parameters for profile intervals (``--errors``).
     detabs : str, optional
         DETABS file for the apbgd ARFs.
+    gain_start : str or (float, float), optional
+        ``"SLOPE,OFFSET"``: starting gain (fixed without ``gain``).
 
     Returns
     -------
@@ -282,7 +288,9 @@ def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=Fals
         ratios = bundle.ratios
         calib_note = (f"calibration: epoch {bundle.epoch} ({bundle.start} .. {bundle.stop}) of {calibration} "
                       f"(version {bundle.version}) for observation date {date}: {bundle.ratios_path}")
-    nonlinear = bool(gain or thaw or free_detectors or info.detectors or errors)
+    if gain_start is not None:
+        gain_start = parse_gain_start(gain_start)
+    nonlinear = bool(gain or thaw or free_detectors or info.detectors or errors or gain_start)
     specs, arfs = [], []
     for k, (s, w) in enumerate(zip(spectra, weights)):
         arf = apbgd_arf(s.module, w.frac, caldb=caldb, rmf=s.rmf, detabs_file=detabs)
@@ -296,7 +304,7 @@ def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=Fals
         state, model, result, extra = fit_extended(
             specs, weights, module_area, spectra, arfs, ratios, info, statistic=statistic, fit=not no_fit,
             emin=emin, emax=emax, original_norms=original_norms, gain=gain, thaw=thaw,
-            free_detectors=free_detectors, errors=errors)
+            free_detectors=free_detectors, errors=errors, gain_start=gain_start)
     else:
         state = build_background_state(specs, weights, ratios, fix_line_ratios=info.intbgd_fix_line_ratios,
                                        fcxb_links=info.fcxb_links, original_norms=original_norms,
@@ -362,12 +370,27 @@ def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=Fals
     return FitOutputs(paths=names, state=state, model=model, result=result, spectra=spectra, weights=weights)
 
 
+def parse_gain_start(text):
+    """``"SLOPE,OFFSET"`` (or a pair) -> (slope, offset keV), checked against the gain limits."""
+    from ..kernels.gain import check_gain
+
+    if isinstance(text, str):
+        parts = text.split(",")
+        if len(parts) != 2:
+            raise NuskybgdError(f"--gain-start {text}: expected SLOPE,OFFSET (e.g. 0.995,-0.1)")
+        try:
+            text = (float(parts[0]), float(parts[1]))
+        except ValueError:
+            raise NuskybgdError(f"--gain-start {text}: expected two numbers SLOPE,OFFSET") from None
+    return check_gain(text[0], text[1], "--gain-start")
+
+
 def run(args):
     """Run ``nuskybgd fit``."""
     res = fit_background(args.bgdinfo, savefile=args.savefile, statistic=args.statistic, no_fit=args.no_fit,
                          emin=args.emin, emax=args.emax, original_norms=args.original_norms,
                          clobber=args.clobber, plot=not args.no_plot, caldb=args.caldb, gain=args.gain,
                          thaw=args.thaw, free_detectors=args.free_detectors, errors=args.errors,
-                         detabs=args.detabs, calibration=args.calibration)
+                         detabs=args.detabs, calibration=args.calibration, gain_start=args.gain_start)
     print(parameter_table(res.state), file=sys.stdout)
     return 0

@@ -148,3 +148,12 @@ def test_free_detectors_and_profile_errors(stacked):
     assert iv["lower"] < p.value < iv["upper"]
     assert iv["plus"] == pytest.approx(1.645 * p.error, rel=0.3)
     assert iv["minus"] == pytest.approx(1.645 * p.error, rel=0.3)
+
+
+@pytest.mark.parametrize("value, msg", [("1.5,0", "gain slope 1.5 outside 0.8..1.2"),
+                                        ("1.0,2.5", "gain offset 2.5 keV outside"),
+                                        ("1.0", "expected SLOPE,OFFSET")])
+def test_gain_start_outside_limits_cli(stacked, capsys, tmp_path, value, msg):
+    err = _bad([stacked["one"], "--gain", "fit", "--gain-start", value, "--detabs", stacked["detabs"]], tmp_path,
+               capsys)
+    assert "--gain-start" in err and msg in err
