@@ -152,7 +152,7 @@ def background_prediction(info, fit_json, regfile, phafile, caldb):
 
 
 def fit_three_ways(counts, pred, modes, bkg_counts, backscal_ratio, rmf, arf, exposure, first_channel, band_sel,
-                   classes, per_ampl, errors="covar"):
+                   classes, per_ampl, errors="covar", methods=METHODS, wstat_group=0):
     """Fit photon index and norm three ways; returns {method: (gamma, err, ampl, err, stat)}."""
     from sherpa.astro.data import DataPHA
     from sherpa.estmethods import Confidence, Covariance
@@ -167,7 +167,7 @@ def fit_three_ways(counts, pred, modes, bkg_counts, backscal_ratio, rmf, arf, ex
     chan = np.arange(first_channel, first_channel + counts.size, dtype=float)
     lo_c, hi_c = chan[band_sel][0], chan[band_sel][-1]
     out = {}
-    for method in METHODS:
+    for method in methods:
         pl = PowLaw1D("pl")
         pl.ref = PIVOT
         pl.gamma = 2.0
@@ -179,6 +179,10 @@ def fit_three_ways(counts, pred, modes, bkg_counts, backscal_ratio, rmf, arf, ex
         pha = DataPHA("src", chan, np.asarray(counts, float), exposure=exposure, backscal=1.0)
         if method == "wstat":
             bkg = DataPHA("bkg", chan, np.asarray(bkg_counts, float), exposure=exposure, backscal=1.0 / backscal_ratio)
+            if wstat_group > 0:  # XSPEC's advice for W-stat: no background bin without counts
+                bkg.group_counts(wstat_group)
+                pha.grouping, pha.quality = bkg.grouping, bkg.quality
+                pha.group()
             pha.set_background(bkg)
             pha.notice(lo_c, hi_c)
             bkg.notice(lo_c, hi_c)
@@ -216,7 +220,8 @@ def fit_three_ways(counts, pred, modes, bkg_counts, backscal_ratio, rmf, arf, ex
     return out
 
 
-def run_seed(seed, work, exposure, caldb_dir, strengths, classes, errors="covar"):
+def run_seed(seed, work, exposure, caldb_dir, strengths, classes, errors="covar", methods=METHODS, wstat_region=1,
+             wstat_group=0):
     """Chain for one seed, then the source injections; returns rows."""
     from sherpa.models.basic import PowLaw1D
 
@@ -266,6 +271,11 @@ def run_seed(seed, work, exposure, caldb_dir, strengths, classes, errors="covar"
     bscale = float(c["bscale"])
     pred = {"predicted": c["predicted"], "modes": c["modes"], "linear_check": float(c["linear_check"])}
     bgd_counts = c["bgd"]
+    if wstat_region != 1:  # another of the demo's background regions as the W-stat off-source spectrum
+        other = read_pha(out / f"bgd{wstat_region}{m}_sr.pha")
+        src_backscal = float(np.atleast_1d(read_pha(out / f"src{m}_sr.pha").backscal)[0])
+        bgd_counts = np.asarray(other.counts, float)
+        bscale = src_backscal / float(np.atleast_1d(other.backscal)[0])
     sel = band_channels(rmf.e_min, rmf.e_max, *BAND)
     unit = PowLaw1D("u")
     unit.gamma, unit.ampl, unit.ref = GAMMA_TRUE, 1.0, PIVOT
@@ -277,7 +287,7 @@ def run_seed(seed, work, exposure, caldb_dir, strengths, classes, errors="covar"
         src_counts = rng.poisson(ampl * per_ampl)
         counts = bkg_events + src_counts
         res = fit_three_ways(counts, pred["predicted"], pred["modes"], bgd_counts, bscale, rmf,
-                             arf, expo, int(rmf.offset), sel, classes, per_ampl, errors)
+                             arf, expo, int(rmf.offset), sel, classes, per_ampl, errors, methods, wstat_group)
         for method, v in res.items():
             rows.append(dict(seed=seed, target_counts=target, method=method, ampl_true=ampl, gamma_true=GAMMA_TRUE,
                              source_counts=int(src_counts[sel].sum()), background_events=float(bkg_events[sel].sum()),
@@ -302,6 +312,8 @@ def summarise(rows):
     out = {}
     for target in sorted({r["target_counts"] for r in rows}):
         for method in METHODS:
+            if not any(r["method"] == method for r in rows):
+                continue
             sel = [r for r in rows if r["target_counts"] == target and r["method"] == method and r["ok"]
                    and np.isfinite(r["gamma"])]
             n_fail = sum(1 for r in rows if r["target_counts"] == target and r["method"] == method) - len(sel)
@@ -344,10 +356,11 @@ def plot(res, path):
     targets = sorted({r["target_counts"] for r in rows})
     fig, axes = plt.subplots(2, len(targets), figsize=(5.5 * len(targets), 7.5), squeeze=False)
     colours = {"fixed": "C0", "prior": "C2", "wstat": "C3"}
+    methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
     for j, target in enumerate(targets):
         for i, (q, lab) in enumerate((("gamma", "photon index - true"), ("norm", "norm / true - 1"))):
             ax = axes[i, j]
-            for k, method in enumerate(METHODS):
+            for k, method in enumerate(methods):
                 sel = [r for r in rows if r["target_counts"] == target and r["method"] == method and r["ok"]]
                 if q == "gamma":
                     v = np.array([r["gamma"] - r["gamma_true"] for r in sel])
@@ -361,11 +374,10 @@ def plot(res, path):
                 b, sc = s[f"{q}_bias"], s[f"{q}_scatter"]
                 ax.plot([k - 0.4, k + 0.4], [b, b], color="k", lw=1.5)
                 ax.fill_between([k - 0.4, k + 0.4], b - sc, b + sc, color=colours[method], alpha=0.15)
-                ax.text(k, ax.get_ylim()[1] if False else 0, "", fontsize=6)
             ax.axhline(0, color="grey", lw=0.8, ls="--")
-            ax.set_xticks(range(len(METHODS)))
+            ax.set_xticks(range(len(methods)))
             ax.set_xticklabels([f"{m}\ncov68 {res['summary'][f'{target}/{m}'][f'{q}_coverage']:.2f}"
-                                for m in METHODS], fontsize=8)
+                                for m in methods], fontsize=8)
             ax.set_ylabel(lab)
             ax.set_title(f"~{target:g} source counts ({BAND[0]:g}-{BAND[1]:g} keV)", fontsize=9)
     fig.suptitle(f"faint source on the simulated background: {res['n_seeds']} seeds, {res['exposure']:g} s, "
@@ -384,6 +396,11 @@ def main(argv=None):
     ap.add_argument("--out", default=str(HERE / "results" / "injection_background.json"))
     ap.add_argument("--keep", help="work folder to keep (default: a temporary folder)")
     ap.add_argument("--replot", help="recompute the summary and plot of an existing JSON")
+    ap.add_argument("--methods", default=",".join(METHODS), help="methods to run, comma-separated")
+    ap.add_argument("--wstat-region", type=int, choices=(1, 2, 3), default=1,
+                    help="which demo background region is the W-stat off-source spectrum (needs cached chains)")
+    ap.add_argument("--wstat-group", type=int, default=0,
+                    help="group W-stat spectra to at least N off-source counts per bin (0: ungrouped)")
     ap.add_argument("--errors", choices=("covar", "conf"), default="covar",
                     help="Sherpa error method of the source parameters (conf: profile likelihood, slower)")
     args = ap.parse_args(argv)
@@ -414,12 +431,13 @@ def main(argv=None):
             make_caldb(caldb_dir, shared_caldb=SHARED / "caldb" / "nustar", progress=False)
         for seed in tqdm(range(args.first_seed, args.first_seed + args.seeds), desc="injection seeds",
                          file=sys.stderr):
-            rows += run_seed(seed, work, args.exposure, caldb_dir.resolve(), strengths, classes, args.errors)
+            rows += run_seed(seed, work, args.exposure, caldb_dir.resolve(), strengths, classes, args.errors,
+                             tuple(args.methods.split(",")), args.wstat_region, args.wstat_group)
             partial = {"n_seeds": seed - args.first_seed + 1, "exposure": args.exposure, "rows": rows}
             out.with_suffix(".partial.json").write_text(json.dumps(partial, default=float) + "\n")
     res = {"n_seeds": args.seeds, "seeds": [args.first_seed, args.first_seed + args.seeds - 1],
                "exposure": args.exposure, "gamma_true": GAMMA_TRUE, "band_kev": list(BAND), "source_region": SOURCE_REGION,
-               "methods": list(METHODS), "errors": args.errors, "seconds_total": time.perf_counter() - t0, "summary": summarise(rows), "rows": rows}
+               "methods": args.methods.split(","), "errors": args.errors, "wstat_region": args.wstat_region, "wstat_group": args.wstat_group, "seconds_total": time.perf_counter() - t0, "summary": summarise(rows), "rows": rows}
     out.write_text(json.dumps(res, indent=1, default=float) + "\n")
     out.with_suffix(".partial.json").unlink(missing_ok=True)
     plot(res, out.with_suffix(".png"))
