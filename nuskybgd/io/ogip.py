@@ -196,8 +196,8 @@ def read_rmf(path, cache=None):
         except OSError:
             cache = False  # open_fits below names the problem
     if cache:
-        try:
-            digest = rmfcache.file_sha256(path)
+        try:  # regular files only: hashing a FIFO or a device would block or never end
+            digest = rmfcache.file_sha256(path) if os.path.isfile(path) else None
         except OSError:
             digest = None
     if digest is not None:

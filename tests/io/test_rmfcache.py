@@ -169,3 +169,15 @@ def test_compress_groups_keeps_every_nonzero_element():
     assert values.size == np.count_nonzero(dense) and np.all(values != 0)
     with pytest.raises(ValueError):
         rmfcache.compress_groups([1], [0], [3], [1.0, 2.0])
+
+
+def test_fifo_is_not_hashed(cache, tmp_path):
+    """cache=True on a FIFO must not block in the hash: the reader's own checks answer."""
+    import os
+
+    from nuskybgd.errors import NuskybgdError
+
+    fifo = tmp_path / "pipe.rmf"
+    os.mkfifo(fifo)
+    with pytest.raises(NuskybgdError):
+        read_rmf(fifo, cache=True)
