@@ -370,6 +370,7 @@ def test_plain_folder_rows_kept_between_processes(tmp_path, shared_caldb, monkey
     import os
 
     from nuskybgd.calib import caldb as C
+    from nuskybgd.calib import cif
 
     monkeypatch.setenv("NUSKYBGD_CACHE", str(tmp_path / "cache"))
     folder = tmp_path / "cal"
@@ -378,11 +379,11 @@ def test_plain_folder_rows_kept_between_processes(tmp_path, shared_caldb, monkey
     det.write_bytes((shared_caldb / "nuAdetabs20100101v002.fits").read_bytes())
     (folder / "notes.txt").write_text("not FITS")
     calls = []
-    real = C.index_entries_for_file
-    monkeypatch.setattr(C, "index_entries_for_file", lambda root, p: calls.append(Path(p).name) or real(root, p))
+    real = cif.index_entries_for_file
+    monkeypatch.setattr(cif, "index_entries_for_file", lambda root, p: calls.append(Path(p).name) or real(root, p))
 
     def fresh():  # a new process: nothing in memory
-        C._FOLDER_INDEX.clear()
+        cif.forget_folder_indexes()
         return C.Caldb(folder)
 
     assert fresh().query("DETABS", "A", 2).extno == 3
