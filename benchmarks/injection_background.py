@@ -28,9 +28,13 @@ deviation), mean of Sherpa's covariance errors and the coverage of the
 photon index and for the norm (relative).
 
 Writes ``benchmarks/results/injection_background.json`` and a PNG next to it.
-Nothing is asserted.
+Nothing is asserted. With ``--keep DIR`` each seed's chain is cached
+(``DIR/seedNNN/prediction.npz``), so variants rerun only the fits:
+``--errors conf`` (profile intervals), ``--methods wstat --wstat-region 2``
+(another off-source region), ``--wstat-group 5`` (W-stat spectra grouped to
+at least 5 off-source counts per bin).
 
-usage: python benchmarks/injection_background.py [--seeds 20] [--exposure 50000]
+usage: python benchmarks/injection_background.py [--seeds 20] [--exposure 50000] [--keep DIR]
 """
 
 from __future__ import annotations
