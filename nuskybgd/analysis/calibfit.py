@@ -337,23 +337,38 @@ def fit_group(spec, presets=None, emin=3.0, emax=150.0, fit_gain=True, albedo=Fa
                     fit_gain=bool(fit_gain), predicted=pred, noticed=noticed)
 
 
-def _profile_covariance(profile, slope, offset, h=(2e-4, 5e-3)):
-    """Covariance of (slope, offset) from the profile cstat curvature: 2 H^-1."""
+def _profile_covariance(profile, slope, offset, h=(1e-3, 0.03), passes=3):
+    """Covariance of (slope, offset) from the profile cstat curvature: 2 H^-1.
+
+    The folded model is piecewise linear in the gain (counts move between
+    channels), so the profile has kinks on the scale of a channel; a step
+    much smaller than the 1-sigma scale would measure a kink, not the
+    curvature. The steps are therefore enlarged to half the 1-sigma scale
+    found in the previous pass (up to ``passes`` times).
+    """
     x0 = np.array([slope, offset])
     f0 = profile(x0)
-    H = np.zeros((2, 2))
-    for i in range(2):
-        e = np.zeros(2)
-        e[i] = h[i]
-        H[i, i] = (profile(x0 + e) - 2 * f0 + profile(x0 - e)) / h[i] ** 2
-    e0 = np.array([h[0], 0.0])
-    e1 = np.array([0.0, h[1]])
-    H[0, 1] = H[1, 0] = (profile(x0 + e0 + e1) - profile(x0 + e0 - e1) - profile(x0 - e0 + e1)
-                         + profile(x0 - e0 - e1)) / (4 * h[0] * h[1])
-    try:
-        cov = 2.0 * np.linalg.inv(H)
-    except np.linalg.LinAlgError:
-        return np.full((2, 2), np.nan)
-    if not (cov[0, 0] > 0 and cov[1, 1] > 0):
-        return np.full((2, 2), np.nan)
+    h = np.array(h, float)
+    cov = np.full((2, 2), np.nan)
+    for _ in range(passes):
+        H = np.zeros((2, 2))
+        for i in range(2):
+            e = np.zeros(2)
+            e[i] = h[i]
+            H[i, i] = (profile(x0 + e) - 2 * f0 + profile(x0 - e)) / h[i] ** 2
+        e0 = np.array([h[0], 0.0])
+        e1 = np.array([0.0, h[1]])
+        H[0, 1] = H[1, 0] = (profile(x0 + e0 + e1) - profile(x0 + e0 - e1) - profile(x0 - e0 + e1)
+                             + profile(x0 - e0 - e1)) / (4 * h[0] * h[1])
+        try:
+            c = 2.0 * np.linalg.inv(H)
+        except np.linalg.LinAlgError:
+            break
+        if not (c[0, 0] > 0 and c[1, 1] > 0):
+            break
+        cov = c
+        sig = np.sqrt(np.diag(c))
+        if np.all(h >= 0.5 * sig):
+            break
+        h = np.maximum(h, 0.5 * sig)
     return cov
