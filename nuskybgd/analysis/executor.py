@@ -36,7 +36,7 @@ __all__ = ["CONNECT_TIMEOUT", "add_dask_arguments", "connect", "default_workers"
 log = logging.getLogger("nuskybgd")
 
 #: Seconds to wait for an external scheduler before giving up.
-CONNECT_TIMEOUT = 8
+CONNECT_TIMEOUT = 5
 
 
 def default_workers():
