@@ -184,6 +184,8 @@ def parameter_table(state):
     str
     """
     rows = ["source    group  par  name        component      value          error"]
+    limits = {(str(u["source"]), int(u["param"])): float(u["value"])
+              for u in (state.info.get("fit") or {}).get("upper_limits") or []}
     for src in state.sources:
         labels = src.labels
         for i, p in enumerate(src.params):
@@ -192,6 +194,9 @@ def parameter_table(state):
             g, ip = divmod(i, src.npar)
             c = src.par_components[ip]
             err = f"{p.error:.6g}" if p.error is not None else "-"
+            ul = limits.get((str(src.name or src.number), i + 1))
+            if ul is not None:  # at its bound: the upper limit, not "0 +- 0"
+                err = f"< {ul:.6g} (90% upper limit)" + (f", curvature {err}" if p.error is not None else "")
             rows.append(f"{src.name or '':<9} {g + 1:>5}  {i + 1:>3}  {src.par_names[ip]:<10}  "
                         f"{labels[c] if c >= 0 else '':<13} {p.value:<14.6g} {err}")
     return "\n".join(rows)

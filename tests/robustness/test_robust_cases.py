@@ -639,6 +639,31 @@ def _(c, w):
     return _spec(c, w, "--clobber")
 
 
+# --------------------------------------------------------------------------------------------- spex
+def _spex(c, w, *extra, fit=None, pha=None):
+    return ["spex", c["bgdinfo"], fit or c["fit_json"], c["reg"]["A"][0], pha or c["pha"]["A"][0],
+            "--savefile", w / "out" / "src", *extra]
+
+
+@case("spex-fit-fifo", r"this is a FIFO")
+def _(c, w):
+    os.mkfifo(w / "fit.json")
+    return _spex(c, w, fit=w / "fit.json")
+
+
+@case("spex-pha-directory", r"this is a directory")
+def _(c, w):
+    (w / "src.pha").mkdir()
+    return _spex(c, w, pha=w / "src.pha")
+
+
+@case("spex-output-is-directory", r"src_spex\.res: output is an existing directory")
+def _(c, w):
+    (w / "out" / "src_spex.spo").write_text("old")
+    (w / "out" / "src_spex.res").mkdir()
+    return _spex(c, w, "--clobber")
+
+
 # ----------------------------------------------------------------------------------------- simplify
 @case("simplify-spec-directory", r"this is a directory")
 def _(c, w):

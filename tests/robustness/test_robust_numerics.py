@@ -57,3 +57,24 @@ def test_low_counts_bound_norms_have_upper_limits(seed):
         c = 2 * np.sum(mu - d + np.where(d > 0, d * np.log(np.where(d > 0, d, 1) / mu), 0))
         assert c - res.statistic == pytest.approx(UPPER_LIMIT_DELTA, abs=1e-5)
     assert np.all(np.isnan(res.upper_limits[~res.at_bound]))
+
+
+def test_zero_count_background_fit_reports_upper_limits():
+    """The whole background model on spectra with zero counts: every free norm -> 0 with a limit."""
+    from fit_synthetic import synthetic_problem
+
+    from nuskybgd.fitting.engine import fit_state
+    from nuskybgd.tasks.fit import parameter_table
+    state, spectra, truth = synthetic_problem(n_regions=2, seed=1, fix_line_ratios=True)
+    for sd in spectra:
+        sd.counts = np.zeros_like(sd.counts)
+    presets = [s.params[i].value for s, i in state.free_parameters()]
+    _, res = fit_state(state, spectra, "cstat")
+    assert res.converged
+    values = [s.params[i].value for s, i in state.free_parameters()]
+    assert all(v == 0 for v in values) and any(p > 0 for p in presets)  # not the presets
+    assert all(s.params[i].error is None for s, i in state.free_parameters())  # undetermined, not 0
+    limits = state.info["fit"]["upper_limits"]
+    assert len(limits) == len(values) and all(u["value"] > 0 and np.isfinite(u["value"]) for u in limits)
+    table = parameter_table(state)
+    assert table.count("(90% upper limit)") == len(values)
