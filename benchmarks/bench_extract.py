@@ -59,12 +59,19 @@ def big_event_file(obs, path, n, rng):
 
 def region_file(path, cx, cy):
     """Four shapes (image coordinates, 1-based) around the field centre."""
-    Path(path).write_text(
-        "# Region file format: DS9 version 4.1\nimage\n"
-        f"circle({cx - 90:.2f},{cy + 60:.2f},45)\n"
-        f"ellipse({cx + 80:.2f},{cy + 70:.2f},60,30,35)\n"
-        f"box({cx + 70:.2f},{cy - 90:.2f},80,50,20)\n"
-        f"polygon({cx - 120:.2f},{cy - 40:.2f},{cx - 60:.2f},{cy - 110:.2f},{cx - 20:.2f},{cy - 30:.2f})\n")
+    import astropy.units as u
+    from regions import (RectanglePixelRegion, CirclePixelRegion, EllipsePixelRegion, PixCoord,
+                         PolygonPixelRegion)
+
+    from nuskybgd.io.regions import write_regions
+
+    def pix(x, y):  # 1-based DS9 image pixels -> 0-based PixCoord
+        return PixCoord(x - 1.0, y - 1.0)
+    write_regions(path, [CirclePixelRegion(pix(cx - 90, cy + 60), 45),
+                         EllipsePixelRegion(pix(cx + 80, cy + 70), 120, 60, angle=35 * u.deg),
+                         RectanglePixelRegion(pix(cx + 70, cy - 90), 80, 50, angle=20 * u.deg),
+                         PolygonPixelRegion(PixCoord([cx - 121, cx - 61, cx - 21], [cy - 41, cy - 111, cy - 31]))],
+                  clobber=True)
     return Path(path)
 
 

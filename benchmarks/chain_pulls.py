@@ -66,14 +66,16 @@ def group_of(key):
 
 def quadrant_regions(sim, outdir):
     """Four boxes tiling the detectors' footprint (170 x 170 sky pixels each). Returns {module: [paths]}."""
+    from regions import RectanglePixelRegion, PixCoord
+
+    from nuskybgd.io.regions import write_regions
     out = {}
     for m in sim.events:
         cx, cy = sim.truth["modules"][m]["footprint_centre_xy_1based"]
         out[m] = []
         for k, (dx, dy) in enumerate(((-85, -85), (-85, 85), (85, 85), (85, -85)), start=1):
             p = Path(outdir) / f"quad{k}{m}.reg"
-            p.write_text("# Region file format: DS9 version 4.1\nimage\n"
-                         f"box({cx + dx:.2f},{cy + dy:.2f},170,170,0)\n")
+            write_regions(p, [RectanglePixelRegion(PixCoord(cx + dx - 1, cy + dy - 1), 170, 170)], clobber=True)
             out[m].append(p)
     return out
 
@@ -84,7 +86,7 @@ def run_seed(seed, workdir, exposure, source, caldb_dir, region_set="demo"):
     from nuskybgd.io.regions import region_mask
     from nuskybgd.products.extract import events_in_mask
     from nuskybgd.simulate.observation import simulate_observation
-    from nuskybgd.tasks import demo
+    from nuskybgd.analysis import demo
 
     out = Path(workdir) / f"seed{seed:03d}"
     (out / "sim").mkdir(parents=True, exist_ok=True)

@@ -227,6 +227,7 @@ def fit_three_ways(counts, pred, modes, bkg_counts, backscal_ratio, rmf, arf, ex
 def run_seed(seed, work, exposure, caldb_dir, strengths, classes, errors="covar", methods=METHODS, wstat_region=1,
              wstat_group=0):
     """Chain for one seed, then the source injections; returns rows."""
+    from nuskybgd.io.regions import write_circle_regions
     from sherpa.models.basic import PowLaw1D
 
     from nuskybgd.calib.caldb import Caldb
@@ -235,7 +236,7 @@ def run_seed(seed, work, exposure, caldb_dir, strengths, classes, errors="covar"
     from nuskybgd.models.basic import FoldedModel
     from nuskybgd.simulate.observation import simulate_observation
     from nuskybgd.sky.bgimage import band_channels
-    from nuskybgd.tasks import demo
+    from nuskybgd.analysis import demo
 
     out = Path(work) / f"seed{seed:03d}"
     cache = out / "prediction.npz"
@@ -256,7 +257,7 @@ def run_seed(seed, work, exposure, caldb_dir, strengths, classes, errors="covar"
         cx, cy = sim.truth["modules"][m]["footprint_centre_xy_1based"]
         dx, dy, r = SOURCE_REGION
         reg = out / "srcA.reg"
-        reg.write_text(f"# Region file format: DS9 version 4.1\nimage\ncircle({cx + dx:.2f},{cy + dy:.2f},{r:.2f})\n")
+        write_circle_regions(reg, [(cx + dx, cy + dy, r)], clobber=True)
         src = extract_spectrum(sim.events[m], reg, outprefix="srcA", outdir=out, grpmin=1, caldb=sim.caldb)
         pred = background_prediction(info, fit.paths["json"], reg, src.pha, Caldb(sim.caldb))
         pha = pred["pha"]

@@ -23,7 +23,7 @@ os.environ.setdefault("NUSKYBGD_APEC_TEMPLATE",
 
 def main():
     from nuskybgd.calib.caldb import Caldb
-    from nuskybgd.tasks.fit import fit_background
+    from nuskybgd.analysis.fit import fit_background
 
     ap = argparse.ArgumentParser()
     ap.add_argument("archive")

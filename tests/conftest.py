@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 # Fixtures of the test helpers in tests/ (on the path, see pyproject.toml): the
-# synthetic sky field of the workflow tests.
-pytest_plugins = ["synthetic_field"]
+# synthetic sky field of the workflow tests and the simulated chain up to bgdinfo.json.
+pytest_plugins = ["synthetic_field", "fit_chain"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("NUSKYBGD_SHARED", REPO.parent / "shared")).resolve()

@@ -6,7 +6,6 @@ The module-scoped fixture :func:`field` is registered for every test by
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from astropy.io import fits
 from nuskybgd.calib.auxil import load_ratios
 from nuskybgd.fitting.apply import group_component_counts
 from nuskybgd.fitting.model import build_background_state
+from nuskybgd.io.regions import write_circle_regions
 from nuskybgd.io.xcm import format_xcm
 
 NPIX = 1000
@@ -47,10 +47,8 @@ SRC_REGION = (420, 600, 50)
 
 
 def write_region(path, circles, exclude=()):
-    lines = ["# Region file format: DS9 version 4.1", "image"]
-    lines += [f"circle({x},{y},{r})" for x, y, r in circles]
-    lines += [f"-circle({x},{y},{r})" for x, y, r in exclude]
-    Path(path).write_text("\n".join(lines) + "\n")
+    """DS9 region file of circles (x, y, r in 1-based image pixels); returns the path."""
+    write_circle_regions(path, circles, exclude, precision=6, clobber=True)
     return path
 
 

@@ -20,7 +20,7 @@ from ..errors import NuskybgdError
 from ..fitting.export import state_from_json
 from ..fitting.prepare import shape_presets
 from ..fitting.weights import region_weights
-from ..io.bgdinfo import load_bgdinfo
+from ..io.bgdinfo import BgdInfo, load_bgdinfo
 from ..io.fitsfile import check_input_file, open_fits
 from ..io.ogip import read_pha, spectrum_module
 from ..io.regions import region_mask
@@ -28,7 +28,7 @@ from ..io.state import FitState
 from ..io.xcm import check_spectrum_order, read_xcm
 from ..models.background import component_templates
 
-__all__ = ["BackgroundSetup", "load_fit", "read_image", "load_setup", "spectrum_templates", "state_shapes",
+__all__ = ["BackgroundSetup", "load_fit", "read_image", "load_setup", "setup_from_state", "spectrum_templates", "state_shapes",
            "load_sources", "load_setup_header"]
 
 log = logging.getLogger("nuskybgd")
@@ -143,8 +143,10 @@ def load_setup(bgdinfo_path, fit_path, modules_needed=None):
 
     Parameters
     ----------
-    bgdinfo_path : str or os.PathLike
+    bgdinfo_path : str or os.PathLike or BgdInfo
+        bgdinfo.json (or its content, already loaded).
     fit_path : str or os.PathLike
+        The fit: our JSON or any XCM.
     modules_needed : iterable of str, optional
         Modules whose images must exist (default: those of the background
         spectra).
@@ -153,9 +155,33 @@ def load_setup(bgdinfo_path, fit_path, modules_needed=None):
     -------
     BackgroundSetup
     """
+    info = bgdinfo_path if isinstance(bgdinfo_path, BgdInfo) else load_bgdinfo(bgdinfo_path)
+    return setup_from_state(info, load_fit(fit_path, info), modules_needed)
 
-    info = load_bgdinfo(bgdinfo_path)
-    state = load_fit(fit_path, info)
+
+def setup_from_state(info, state, modules_needed=None):
+    """Read the projected images, background spectra and weights for a fitted state.
+
+    Parameters
+    ----------
+    info : BgdInfo
+        The background spectra, regions and projected images.
+    state : FitState
+        The fitted model (its first spectra are ``info``'s).
+    modules_needed : iterable of str, optional
+        Modules whose images must exist (default: those of the background
+        spectra).
+
+    Returns
+    -------
+    BackgroundSetup
+
+    Raises
+    ------
+    NuskybgdError
+        Unreadable images or spectra, images of other shapes, regions off
+        the images.
+    """
     ref_img, header = read_image(info.refimgf, "reference image")
     shape = ref_img.shape
     phas, modules = [], []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from ..fitting.uncertainty import (
     prediction_sigma,
     source_fcxb_coefficients,
 )
-from ..io.bgdinfo import load_bgdinfo
+from ..io.bgdinfo import BgdInfo, load_bgdinfo
 from ..io.ogip import write_pha
 from ..io.output import atomic_outputs, check_outputs
 from ..io.xcm import format_xcm
@@ -43,9 +44,28 @@ from .outputs import (
 )
 from .setup import load_setup, load_sources, spectrum_templates, state_shapes
 
-__all__ = ["BANDS", "run_spec", "plot_spec", "plot_source_spectrum", "bkg_error_keywords"]
+__all__ = ["BANDS", "SpecPrediction", "predict_sources", "run_spec", "plot_spec", "plot_source_spectrum", "bkg_error_keywords"]
 
 log = logging.getLogger("nuskybgd")
+
+
+@dataclass
+class SpecPrediction:
+    """Predicted background of source regions (see :func:`predict_sources`).
+
+    Attributes
+    ----------
+    state : FitState
+        Background and source spectra; source groups tied to the fit.
+    results : list of dict
+        Per source spectrum: the prediction and its errors.
+    arfs : list of DataARF
+        apbgd ARF of each source spectrum.
+    """
+
+    state: object
+    results: list
+    arfs: list
 
 
 BANDS = ((3.0, 10.0), (10.0, 30.0), (30.0, 79.0), (3.0, 79.0))
@@ -95,85 +115,22 @@ def run_spec(bgdinfo, fit, regfiles, phafiles, savefile=None, fcxb="fitted", rea
         raise NuskybgdError(f"{len(regfiles)} source regions but {len(phafiles)} source spectra")
     savefile = savefile or default_savefile(regfiles)
     if setup is None:
-        n_bg = len(load_bgdinfo(bgdinfo, check_files=False).bgfiles)
+        info = bgdinfo if isinstance(bgdinfo, BgdInfo) else load_bgdinfo(bgdinfo)
+        n_bg = len(info.bgfiles)
     else:
         n_bg = len(setup.modules)
     names = spec_outputs(savefile, regfiles, realisations, n_bg)
     all_files = [names["xcm"], names["json"], names["sherpa"]] + names["bkg"] + names["arfs"] \
         + [f for r in names["realisations"] for f in r] + ([names["png"]] if plot else [])
     check_outputs(all_files, clobber)
-    setup = setup or load_setup(bgdinfo, fit)
-    presets = load_ratios()
+    setup = setup or load_setup(info, fit)
     srcs = load_sources(setup, regfiles, phafiles)
     out_dir = Path(names["xcm"]).parent if str(Path(names["xcm"]).parent) else Path(".")
-    fit_dir = Path(fit).parent
-
-    sources = []
-    arf_objs = []
-    for k, s in enumerate(srcs):
-        m, pha, w = s["module"], s["pha"], s["weights"]
-        rmf = pha.get_rmf()
-        date = pha.header.get("DATE-OBS")
-        arf = apbgd_arf(m, w.frac, caldb=caldb, rmf=rmf, date=date)
-        arf_objs.append(arf)
-        rmf_name = getattr(rmf, "name", None) or str(pha.header.get("RESPFILE"))
-        responses = {2: relative_name(rmf_name, out_dir),
-                     3: relative_name(rmf_name, out_dir),
-                     4: relative_name(rmf_name, out_dir),
-                     5: str(auxil_path("diag.rmf"))}
-        arfs = {2: relative_name(names["arfs"][k], out_dir), 4: str(auxil_path(f"fcxb{m}.arf"))}
-        sources.append(SourceSpectrum(file=relative_name(s["phafile"], out_dir), module=m,
-                                      area=w.area, ap=w.ap, responses=responses, arfs=arfs,
-                                      ignore=_source_ignore(pha, setup.state.info.get("band_kev") or (3.0, 150.0))))
-    fit_state = copy.deepcopy(setup.state)
-    fit_state.spectra = [rebase_entry(e, fit_dir, out_dir) for e in fit_state.spectra]
-    state = add_source_spectra(fit_state, setup.modules, setup.weights, sources, presets,
-                               fix_line_ratios=setup.info.intbgd_fix_line_ratios, fcxb=fcxb)
-    state.info["modules"] = list(setup.modules) + [s.module for s in sources]
-    state.info["weights"] = [{"area": [float(a) for a in w.area], "ap": float(w.ap),
-                              "frac": [float(x) for x in w.frac]} for w in setup.weights] + \
-        [{"area": [float(a) for a in s["weights"].area], "ap": float(s["weights"].ap),
-          "frac": [float(x) for x in s["weights"].frac]} for s in srcs]
-
-    # Predicted background counts of each source spectrum, with 1-sigma errors
-    # from the fit covariance (the prediction is linear in the fitted norms).
-    cov_params, cov, cov_kind = fit_covariance(setup.state)
-    if cov_kind == "diagonal":
-        log.warning("%s: no covariance stored (XCM or older JSON); prediction errors from the per-parameter "
-                    "errors, correlations ignored", fit)
-    elif cov_kind == "none":
-        log.warning("%s: no covariance or parameter errors (XCM); prediction errors unknown (NaN)", fit)
-    bg_areas = [np.asarray(w.area, float) for w in setup.weights]
-    results = []
-    cache = {}
-    for k, s in enumerate(srcs):
-        pha, m = s["pha"], s["module"]
-        t = spectrum_templates(pha, m, s["weights"].frac, cache,
-                               state_shapes(state, setup.ref_index(m) + 1, m), caldb)
-        comps = group_component_counts(state, n_bg + k + 1, t)
-        total = sum(comps.values())
-        rmf = pha.get_rmf()
-        sels = [band_channels(rmf.e_min, rmf.e_max, a, b) for a, b in BANDS] + [np.ones(len(total), bool)]
-        bands = {f"{a:g}-{b:g}": float(np.sum(total[sel])) for (a, b), sel in zip(BANDS, sels)}
-        fc = source_fcxb_coefficients(state, setup.modules, bg_areas, m, float(np.sum(s["weights"].area)), fcxb)
-        jac, _, missing = prediction_jacobian(state, n_bg + k + 1, t, sels, cov_params, fcxb=fc)
-        sig = prediction_sigma(jac, cov)
-        if missing:
-            log.warning("%s: free parameters %s have no covariance; prediction errors unknown (NaN)",
-                        fit, ", ".join(f"{a}:p{j + 1}" for a, j in missing))
-            sig[:] = np.nan
-        band_err = {key: float(e) for key, e in zip(bands, sig[:-1])}
-        results.append({"file": s["phafile"], "region": s["regfile"], "module": m, "counts": comps,
-                        "total": float(np.sum(total)), "bands": bands, "spectrum": total,
-                        "total_error": float(sig[-1]), "band_errors": band_err, "error_kind": cov_kind,
-                        "exposure": float(pha.exposure), "backscal": float(np.atleast_1d(pha.backscal)[0])
-                        if pha.backscal is not None else 1.0})
-    state.info["predicted_background"] = [{"file": r["file"], "region": r["region"], "total_counts": r["total"],
-                                           "total_counts_error": _num_or_none(r["total_error"]),
-                                           "band_counts": r["bands"],
-                                           "band_counts_error": {b: _num_or_none(e) for b, e in r["band_errors"].items()},
-                                           "error_kind": r["error_kind"], "bkg_file": names["bkg"][k]}
-                                          for k, r in enumerate(results)]
+    pred = predict_sources(setup, srcs, fit_dir=Path(fit).parent, out_dir=out_dir, arf_names=names["arfs"],
+                           fcxb=fcxb, caldb=caldb, what=str(fit))
+    state, results, arf_objs = pred.state, pred.results, pred.arfs
+    for k, p in enumerate(state.info["predicted_background"]):
+        p["bkg_file"] = names["bkg"][k]
 
     rng = np.random.default_rng(seed)
     exposures = [float(p.exposure) for p in setup.phas] + [float(s["pha"].exposure) for s in srcs]
@@ -196,6 +153,114 @@ def run_spec(bgdinfo, fit, regfiles, phafiles, savefile=None, fcxb="fitted", rea
         if plot:
             plot_spec(out[names["png"]], srcs, results)
     return {"files": all_files, "state": state, "sources": results, "names": names}
+
+def predict_sources(setup, srcs, fit_dir=".", out_dir=".", arf_names=None, fcxb="fitted", caldb=None,
+                    what="fit"):
+    """Predicted background of source regions (in memory; nothing is written).
+
+    Parameters
+    ----------
+    setup : BackgroundSetup
+        Background spectra, weights and the fitted state.
+    srcs : list of dict
+        Source spectra and regions (:func:`~nuskybgd.analysis.setup.load_sources`).
+    fit_dir, out_dir : str or os.PathLike
+        Folder the fitted state's file names are relative to, and folder the
+        new state's names will be relative to (the output XCM's).
+    arf_names : list of str, optional
+        apbgd ARF file of each source spectrum (default
+        ``bgd_apbgd<n>.arf`` in ``out_dir``).
+    fcxb : {"fitted", "preset"}
+        fCXB norm of the source regions.
+    caldb : str or Caldb, optional
+        CALDB for the apbgd ARFs (default ``$CALDB``).
+    what : str
+        Name of the fit in warnings.
+
+    Returns
+    -------
+    SpecPrediction
+        ``state`` (background and source spectra), ``results`` (per source:
+        ``counts`` per component and channel, ``spectrum`` (counts per
+        channel), ``total``, ``bands`` {"3-10": counts, ...},
+        ``total_error``, ``band_errors`` (1-sigma, counts), ``error_kind``,
+        ``exposure`` (s), ``backscal``) and ``arfs`` (apbgd ARF of each
+        source).
+    """
+    presets = load_ratios()
+    out_dir = Path(out_dir)
+    fit_dir = Path(fit_dir)
+    n_bg = len(setup.modules)
+    if arf_names is None:
+        arf_names = [str(out_dir / f"bgd_apbgd{n_bg + k + 1}.arf") for k in range(len(srcs))]
+    sources = []
+    arf_objs = []
+    for k, s in enumerate(srcs):
+        m, pha, w = s["module"], s["pha"], s["weights"]
+        rmf = pha.get_rmf()
+        date = pha.header.get("DATE-OBS")
+        arf = apbgd_arf(m, w.frac, caldb=caldb, rmf=rmf, date=date)
+        arf_objs.append(arf)
+        rmf_name = getattr(rmf, "name", None) or str(pha.header.get("RESPFILE"))
+        responses = {2: relative_name(rmf_name, out_dir),
+                     3: relative_name(rmf_name, out_dir),
+                     4: relative_name(rmf_name, out_dir),
+                     5: str(auxil_path("diag.rmf"))}
+        arfs = {2: relative_name(arf_names[k], out_dir), 4: str(auxil_path(f"fcxb{m}.arf"))}
+        sources.append(SourceSpectrum(file=relative_name(s["phafile"], out_dir), module=m,
+                                      area=w.area, ap=w.ap, responses=responses, arfs=arfs,
+                                      ignore=_source_ignore(pha, setup.state.info.get("band_kev") or (3.0, 150.0))))
+    fit_state = copy.deepcopy(setup.state)
+    fit_state.spectra = [rebase_entry(e, fit_dir, out_dir) for e in fit_state.spectra]
+    state = add_source_spectra(fit_state, setup.modules, setup.weights, sources, presets,
+                               fix_line_ratios=setup.info.intbgd_fix_line_ratios, fcxb=fcxb)
+    state.info["modules"] = list(setup.modules) + [s.module for s in sources]
+    state.info["weights"] = [{"area": [float(a) for a in w.area], "ap": float(w.ap),
+                              "frac": [float(x) for x in w.frac]} for w in setup.weights] + \
+        [{"area": [float(a) for a in s["weights"].area], "ap": float(s["weights"].ap),
+          "frac": [float(x) for x in s["weights"].frac]} for s in srcs]
+
+    # Predicted background counts of each source spectrum, with 1-sigma errors
+    # from the fit covariance (the prediction is linear in the fitted norms).
+    cov_params, cov, cov_kind = fit_covariance(setup.state)
+    if cov_kind == "diagonal":
+        log.warning("%s: no covariance stored (XCM or older JSON); prediction errors from the per-parameter "
+                    "errors, correlations ignored", what)
+    elif cov_kind == "none":
+        log.warning("%s: no covariance or parameter errors (XCM); prediction errors unknown (NaN)", what)
+    bg_areas = [np.asarray(w.area, float) for w in setup.weights]
+    results = []
+    cache = {}
+    for k, s in enumerate(srcs):
+        pha, m = s["pha"], s["module"]
+        t = spectrum_templates(pha, m, s["weights"].frac, cache,
+                               state_shapes(state, setup.ref_index(m) + 1, m), caldb)
+        comps = group_component_counts(state, n_bg + k + 1, t)
+        total = sum(comps.values())
+        rmf = pha.get_rmf()
+        sels = [band_channels(rmf.e_min, rmf.e_max, a, b) for a, b in BANDS] + [np.ones(len(total), bool)]
+        bands = {f"{a:g}-{b:g}": float(np.sum(total[sel])) for (a, b), sel in zip(BANDS, sels)}
+        fc = source_fcxb_coefficients(state, setup.modules, bg_areas, m, float(np.sum(s["weights"].area)), fcxb)
+        jac, _, missing = prediction_jacobian(state, n_bg + k + 1, t, sels, cov_params, fcxb=fc)
+        sig = prediction_sigma(jac, cov)
+        if missing:
+            log.warning("%s: free parameters %s have no covariance; prediction errors unknown (NaN)",
+                        what, ", ".join(f"{a}:p{j + 1}" for a, j in missing))
+            sig[:] = np.nan
+        band_err = {key: float(e) for key, e in zip(bands, sig[:-1])}
+        results.append({"file": s["phafile"], "region": s["regfile"], "module": m, "counts": comps,
+                        "total": float(np.sum(total)), "bands": bands, "spectrum": total,
+                        "total_error": float(sig[-1]), "band_errors": band_err, "error_kind": cov_kind,
+                        "exposure": float(pha.exposure), "backscal": float(np.atleast_1d(pha.backscal)[0])
+                        if pha.backscal is not None else 1.0})
+    state.info["predicted_background"] = [{"file": r["file"], "region": r["region"], "total_counts": r["total"],
+                                           "total_counts_error": _num_or_none(r["total_error"]),
+                                           "band_counts": r["bands"],
+                                           "band_counts_error": {b: _num_or_none(e) for b, e in r["band_errors"].items()},
+                                           "error_kind": r["error_kind"], "bkg_file": None}
+                                          for k, r in enumerate(results)]
+    return SpecPrediction(state=state, results=results, arfs=arf_objs)
+
 
 def _source_ignore(pha, band):
     """XSPEC ignore ranges of a source spectrum: bins not wholly inside the fit's band."""

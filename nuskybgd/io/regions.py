@@ -30,8 +30,10 @@ from astropy.wcs import WCS, FITSFixedWarning
 
 from ..errors import NuskybgdError
 from .fitsfile import check_input_file
+from .output import write_text
 
-__all__ = ["RegionShape", "read_region_shapes", "shape_masks", "region_mask"]
+__all__ = ["RegionShape", "read_region_shapes", "shape_masks", "region_mask", "circle_regions", "format_regions",
+           "write_regions", "write_circle_regions"]
 
 log = logging.getLogger("nuskybgd")
 
@@ -336,3 +338,123 @@ def region_mask(regfile, wcs, shape=(1000, 1000), header=None):
         log.warning("%s: shape order matters: the original nuskybgd (file order) would select %d pixel(s) "
                     "differently; using the DS9 rule (inside any include, outside every exclude)", path, ndiff)
     return mask
+
+
+def circle_regions(circles, exclude=()):
+    """Circles in DS9 image coordinates as astropy ``regions`` objects.
+
+    Parameters
+    ----------
+    circles : iterable of (float, float, float)
+        Included circles: centre x, y (1-based DS9 image pixels, i.e. FITS
+        pixel coordinates) and radius (pixels).
+    exclude : iterable of (float, float, float)
+        Excluded circles, same convention.
+
+    Returns
+    -------
+    regions.Regions
+        ``CirclePixelRegion`` objects (0-based pixel coordinates, as
+        ``regions`` stores them; ``meta["include"]`` False for exclusions).
+    """
+    from regions import CirclePixelRegion, PixCoord, Regions
+    out = []
+    for (x, y, r), include in [(c, True) for c in circles] + [(c, False) for c in exclude]:
+        reg = CirclePixelRegion(PixCoord(float(x) - 1.0, float(y) - 1.0), float(r))
+        if not include:
+            reg.meta["include"] = False
+        out.append(reg)
+    return Regions(out)
+
+
+def format_regions(regions, precision=None):
+    """DS9 region file text of astropy ``regions`` objects.
+
+    Parameters
+    ----------
+    regions : regions.Regions or iterable of regions.Region
+        Pixel regions (written in the ``image`` frame, 1-based) or sky
+        regions (written in their frame, e.g. ``fk5``).
+    precision : int, optional
+        Decimal places of coordinates and sizes (default 2 for pixel
+        regions, in pixels; 8 for sky regions, in degrees).
+
+    Returns
+    -------
+    str
+        The file text: a DS9 4.1 header, then each shape as astropy
+        ``regions``' DS9 writer serialises it (frame line when it changes);
+        excluded shapes (``meta["include"]`` False) get DS9's ``-`` prefix
+        instead of the ``# include=False`` property that ``regions`` writes.
+    """
+    import copy
+
+    from regions import PixelRegion, Regions
+    lines = ["# Region file format: DS9 version 4.1"]
+    frame = None
+    for reg in regions:
+        include = reg.meta.get("include", True) not in (False, 0, "0")
+        one = copy.deepcopy(reg)
+        one.meta.pop("include", None)
+        prec = int(precision) if precision is not None else (2 if isinstance(one, PixelRegion) else 8)
+        body = [ln for ln in Regions([one]).serialize(format="ds9", precision=prec).splitlines()
+                if ln and not ln.startswith("#")]
+        *frames, shape = body
+        for f in frames:
+            if f != frame:
+                lines.append(f)
+                frame = f
+        lines.append(shape if include else "-" + shape)
+    return "\n".join(lines) + "\n"
+
+
+def write_regions(path, regions, precision=None, clobber=False):
+    """Write a DS9 region file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output file.
+    regions : regions.Regions or iterable of regions.Region
+        See :func:`format_regions`.
+    precision : int, optional
+        Decimal places (see :func:`format_regions`).
+    clobber : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    str
+        The text written.
+
+    Raises
+    ------
+    NuskybgdError
+        When the file exists and ``clobber`` is false.
+    """
+    text = format_regions(regions, precision)
+    write_text(text, path, clobber=clobber)
+    return text
+
+
+def write_circle_regions(path, circles, exclude=(), precision=2, clobber=False):
+    """Write circles (DS9 image coordinates) to a DS9 region file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output file.
+    circles, exclude : iterable of (float, float, float)
+        Included and excluded circles: x, y (1-based image pixels), radius
+        (pixels); see :func:`circle_regions`.
+    precision : int
+        Decimal places.
+    clobber : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    str
+        The text written.
+    """
+    return write_regions(path, circle_regions(circles, exclude), precision, clobber)

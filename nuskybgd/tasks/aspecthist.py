@@ -29,20 +29,6 @@ def add_arguments(parser):
 
 def run(args):
     """Run ``nuskybgd aspecthist``."""
-    import logging
-    from ..io.events import module_from_header, read_det1_refpoint, read_gti
-    from ..sky.aspect import aspect_histogram, write_aspect_histogram
-    log = logging.getLogger("nuskybgd")
-    time, x, y, header = read_det1_refpoint(args.det1file)
-    start, stop = read_gti(args.gtifile)
-    out = args.out
-    if out is None:
-        out = f"aspecthist{module_from_header(header, args.det1file)}.fits"
-    hist = aspect_histogram(time, x, y, start, stop, header=header, path=args.det1file)
-    write_aspect_histogram(hist, out, clobber=args.clobber,
-                           history=[f"nuskybgd aspecthist {args.det1file} gtifile={args.gtifile}"])
-    px, py = hist.peak
-    log.info("wrote %s: %dx%d pixels from (%d, %d), exposure %.3f s in %.3f s of GTI, peak at (%d, %d)",
-             out, hist.image.shape[1], hist.image.shape[0], hist.x_off, hist.y_off, hist.exposure,
-             float((stop - start).sum()), px, py)
+    from ..analysis.aspecthist import make_aspect_histogram
+    make_aspect_histogram(args.det1file, args.gtifile, out=args.out, clobber=args.clobber)
     return 0

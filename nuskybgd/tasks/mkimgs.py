@@ -47,18 +47,7 @@ def _band(args):
 
 def run(args):
     """Run ``nuskybgd mkimgs``."""
-    import logging
-    from ..io.events import read_events
-    from ..io.output import write_fits
-    from ..io.skyfiles import image_hdulist
-    from ..sky.images import counts_image
-    log = logging.getLogger("nuskybgd")
+    from ..analysis.mkimgs import make_counts_image
     root, emin, emax = _band(args)
-    ev = read_events(args.evtfile, columns=("PI", "X", "Y", "TIME"))
-    img, header = counts_image(ev, emin, emax)
-    out = args.out or (f"{root}.fits" if root else f"im{ev.module}{emin:g}to{emax:g}keV.fits")
-    write_fits(image_hdulist(img, header, history=[f"nuskybgd mkimgs {args.evtfile} {emin:g} {emax:g}"]),
-               out, clobber=args.clobber)
-    log.info("wrote %s: %d counts in %g-%g keV (PI %d-%d)", out, int(img.sum()), emin, emax,
-             header["CHANMIN"], header["CHANMAX"])
+    make_counts_image(args.evtfile, emin, emax, out=args.out, root=root, clobber=args.clobber)
     return 0

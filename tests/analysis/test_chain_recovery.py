@@ -52,7 +52,7 @@ def chain(tmp_path_factory, shared):
     """Run the chain for each seed; returns a list of dicts (sim, fit, regions, spectra, folder)."""
     from nuskybgd.simulate.caldb import make_caldb
     from nuskybgd.simulate.observation import simulate_observation
-    from nuskybgd.tasks import demo
+    from nuskybgd.analysis import demo
     demo.demo_environment()
     base = tmp_path_factory.mktemp("chain")
     caldb = base / "caldb"
@@ -141,8 +141,8 @@ def test_asimov_fit_recovers_injected_norms(chain, i_run):
     from nuskybgd.models.background import component_templates
     from nuskybgd.sky.aspect import read_aspect_histogram
     from nuskybgd.sky.projection import aperture_image, project_background
-    from nuskybgd.tasks.demo import injected_norms
-    from nuskybgd.tasks.fit import fit_background
+    from nuskybgd.analysis.demo import injected_norms
+    from nuskybgd.analysis.fit import fit_background
 
     run = chain[i_run]
     sim, out = run["sim"], run["out"]

@@ -106,8 +106,8 @@ def pulls(tmp_path_factory):
     from nuskybgd.products.extract import extract_spectrum
     from nuskybgd.simulate.observation import simulate_observation
     from nuskybgd.sky.images import pi_range
-    from nuskybgd.tasks import demo
-    from nuskybgd.tasks.fit import fit_background
+    from nuskybgd.analysis import demo
+    from nuskybgd.analysis.fit import fit_background
 
     mp = pytest.MonkeyPatch()
     _memoise(mp)

@@ -13,7 +13,7 @@ from nuskybgd.errors import NuskybgdError
 from nuskybgd.fitting.export import state_from_json
 from nuskybgd.fitting.nonlinear import gain_values
 from nuskybgd.io.xcm import format_xcm, parse_xcm, read_xcm
-from nuskybgd.tasks.fit import fit_background
+from nuskybgd.analysis.fit import fit_background
 
 
 @pytest.fixture(scope="module")

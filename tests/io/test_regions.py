@@ -192,3 +192,39 @@ def test_exclude_only_selects_rest_of_image(tmp_path):
     p = write(tmp_path, "image\n-box(50.5,50.5,10,10,0)\n")
     mask = region_mask(p, None, shape=(100, 100))
     assert mask.sum() == 100 * 100 - 100
+
+
+# ----------------------------------------------------------------------------
+# writer (astropy regions' DS9 serialisation)
+# ----------------------------------------------------------------------------
+
+def test_written_circles_give_the_hand_written_masks(tmp_path):
+    from nuskybgd.io.regions import write_circle_regions
+    wcs = sky_wcs(150.0, 2.0)
+    circles, exclude = [(400.25, 380.5, 60.0), (610.0, 380.0, 55.5)], [(405.0, 385.0, 12.0)]
+    text = write_circle_regions(tmp_path / "w.reg", circles, exclude)
+    assert text.splitlines()[:2] == ["# Region file format: DS9 version 4.1", "image"]
+    assert "-circle(405.00,385.00,12.00)" in text
+    hand = write(tmp_path, "image\n" + "".join(f"circle({x},{y},{r})\n" for x, y, r in circles)
+                 + "".join(f"-circle({x},{y},{r})\n" for x, y, r in exclude), "h.reg")
+    m_w = region_mask(tmp_path / "w.reg", wcs)
+    m_h = region_mask(hand, wcs)
+    assert m_w.sum() > 1000 and np.array_equal(m_w, m_h)
+    with pytest.raises(NuskybgdError, match="exists"):
+        write_circle_regions(tmp_path / "w.reg", circles)
+
+
+def test_written_sky_and_box_regions_round_trip(tmp_path):
+    import astropy.units as u
+    from regions import RectanglePixelRegion, CircleSkyRegion
+
+    from nuskybgd.io.regions import read_region_shapes, write_regions
+    wcs = sky_wcs(150.0, 2.0)
+    regs = [CircleSkyRegion(SkyCoord(150.0, 2.0, unit="deg"), 40 * u.arcsec),
+            RectanglePixelRegion(PixCoord(499.0, 599.0), 80.0, 40.0, angle=30 * u.deg)]
+    write_regions(tmp_path / "s.reg", regs)
+    shapes = read_region_shapes(tmp_path / "s.reg")
+    assert len(shapes) == 2
+    mask = region_mask(tmp_path / "s.reg", wcs)
+    # the circle: ~pi (40 / 2.458)^2 sky pixels; the box: 80 x 40
+    assert mask.sum() == pytest.approx(np.pi * (40 / 2.45810736) ** 2 + 80 * 40, rel=0.03)

@@ -64,7 +64,7 @@ def test_zero_count_background_fit_reports_upper_limits():
     from fit_synthetic import synthetic_problem
 
     from nuskybgd.fitting.engine import fit_state
-    from nuskybgd.tasks.fit import parameter_table
+    from nuskybgd.analysis.fit import parameter_table
     state, spectra, truth = synthetic_problem(n_regions=2, seed=1, fix_line_ratios=True)
     for sd in spectra:
         sd.counts = np.zeros_like(sd.counts)

@@ -11,32 +11,21 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from nuskybgd.calib.caldb import Caldb
 from nuskybgd.cli import main
 from nuskybgd.errors import NuskybgdError
 from nuskybgd.fitting.engine import LinearModel
 from nuskybgd.fitting.export import state_from_json
 from nuskybgd.io.xcm import check_spectrum_order, format_xcm, read_xcm
-from nuskybgd.tasks import demo
-from nuskybgd.tasks.fit import fit_background
+from nuskybgd.analysis.fit import fit_background
 
 pytest.importorskip("xspectrampoline")
 from xspec_reference import xspec_counts  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def chain(simulated_obs, tmp_path_factory):
+def chain(fit_chain):
     """Images, projections, regions, spectra and bgdinfo.json of the simulated observation."""
-    out = tmp_path_factory.mktemp("fitchain")
-    sim = simulated_obs
-    images = demo.step_images(sim, out)
-    aspects = demo.step_aspect(sim, out)
-    imaps = demo.step_instrmap(sim, out)
-    ap, det = demo.step_projbgd(images, imaps, aspects, out)
-    regions = demo.step_regions(sim, out)
-    spectra = demo.step_extract(sim, regions, out)
-    info = demo.step_bgdinfo(spectra, regions, images, ap, det, out)
-    return dict(out=out, sim=sim, info=info, caldb=Caldb(sim.caldb))
+    return fit_chain
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from nuskybgd.calib.auxil import load_ratios
 from nuskybgd.calib.caldb import Caldb
 from nuskybgd.cli import main
 from nuskybgd.tasks import demo
-from nuskybgd.tasks.fit import fit_background
+from nuskybgd.analysis.fit import fit_background
 
 
 @pytest.fixture(scope="module")
