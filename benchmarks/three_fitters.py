@@ -63,7 +63,7 @@ def run(seed, work):
     from nuskybgd.products.extract import extract_spectrum
     from nuskybgd.simulate.caldb import make_caldb
     from nuskybgd.simulate.observation import simulate_observation
-    from nuskybgd.tasks import demo
+    from nuskybgd.analysis import demo
 
     out = Path(work)
     caldb = out / "sim" / "caldb"

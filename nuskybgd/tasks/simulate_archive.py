@@ -60,7 +60,7 @@ def prepare_bgdinfo(archive, obsid, clobber=False):
     from pathlib import Path
 
     from ..simulate.observation import SimulatedObs
-    from . import demo
+    from ..analysis import demo
 
     root = Path(archive) / obsid
     ev = root / "event_cl"
