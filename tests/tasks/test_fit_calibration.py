@@ -10,7 +10,7 @@ import pytest
 from nuskybgd.calib.auxil import load_ratios
 from nuskybgd.calib.caldb import Caldb
 from nuskybgd.cli import main
-from nuskybgd.tasks import demo
+from nuskybgd.analysis import demo
 from nuskybgd.analysis.fit import fit_background
 
 
