@@ -58,12 +58,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from astropy.io import fits
 
 from ..constants import APBGD_FACTOR, ARCMIN2_PIX, FCXB_FACTOR, SKY_PIXEL_ARCSEC
 from ..errors import NuskybgdError
 from ..io.output import os_error, output_session
-from ..sky.projection import aspect_nudge, det1_to_sky, rotation_angle, sky_to_det1
+from ..sky.projection import aspect_nudge, det1_to_sky, rotation_angle
+from .events import append_events, draw_bad_pixels, draw_categorical, dwell_times, gti_span, simulate_source
+from .files import json_default, observation_header, write_det1_file, write_events_file, write_gti_file
+from .plots import plot_overview
 
 __all__ = [
     "SimulatedObs", "simulate_observation", "check_simulation_parameters", "plot_overview", "draw_categorical",
@@ -85,41 +87,6 @@ INTN_PIXELS_PER_UNIT = ARCMIN2_PIX
 _REAL_OBS = "obs_80415201001"
 _REAL_STEM = "nu80415201001"
 
-
-# --------------------------------------------------------------------------
-# Pure geometry and sampling kernels
-# --------------------------------------------------------------------------
-
-def draw_categorical(rng, weights, n):
-    """Draw indices with probability proportional to non-negative weights.
-
-    Parameters
-    ----------
-    rng : numpy.random.Generator
-        Random generator.
-    weights : ndarray of float
-        Non-negative weights (any shape; flattened).
-    n : int
-        Number of draws.
-
-    Returns
-    -------
-    ndarray of int64
-        Flat indices into ``weights``.
-    """
-    w = np.asarray(weights, dtype=np.float64).ravel()
-    cdf = np.cumsum(w)
-    if n == 0:
-        return np.zeros(0, np.int64)
-    if not cdf[-1] > 0:
-        raise ValueError("all weights are zero")
-    idx = np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right")
-    return np.minimum(idx, w.size - 1).astype(np.int64)
-
-
-# --------------------------------------------------------------------------
-# Result
-# --------------------------------------------------------------------------
 
 @dataclass
 class SimulatedObs:
@@ -298,86 +265,6 @@ def _load_track(shared, module):
     return t[order], x[order], y[order], start, stop
 
 
-def _dwell(t, start, stop):
-    """Dwell time of each reference-point row (REFERENCE section 2)."""
-    dwell = np.zeros(t.size)
-    dwell[:-1] = np.diff(t)
-    ok = np.zeros(t.size, bool)
-    for s, e in zip(start, stop):
-        ok |= (t >= s) & (t < e)
-    return np.where(ok, dwell, 0.0)
-
-
-def _gti_span(t, dwell, start, stop):
-    """Part of each row's dwell before the end of the GTI holding the row, s."""
-    i = np.clip(np.searchsorted(start, t, side="right") - 1, 0, len(start) - 1)
-    return np.where(dwell > 0, np.minimum(dwell, stop[i] - t), 0.0)
-
-
-def _draw_bad_pixels(rng, pixmap, n_per_det):
-    """A few random live raw pixels per detector declared bad for the whole observation."""
-    bad = {}
-    for k in range(4):
-        raw = np.unique(pixmap.rawpix[(pixmap.det == k) & (pixmap.rawpix >= 0)])
-        pick = rng.choice(raw, size=min(n_per_det, raw.size), replace=False) if raw.size else []
-        bad[k] = sorted(int(p) for p in pick)
-    return bad
-
-
-def _badpix_hdus(bad, module, tstart, tstop):
-    hdus = []
-    for k in range(4):
-        raw = np.array(bad[k], dtype=np.int64)
-        n = raw.size
-        flags = np.zeros((n, 16), dtype=bool)
-        flags[:, -1] = True  # bit 0: bad pixel from the on-ground list
-        cols = [fits.Column(name="RAWX", format="B", unit="pixel", array=(raw % 32).astype(np.uint8)),
-                fits.Column(name="RAWY", format="B", unit="pixel", array=(raw // 32).astype(np.uint8)),
-                fits.Column(name="TIME", format="D", unit="s", array=np.full(n, tstart)),
-                fits.Column(name="TIME_STOP", format="D", unit="s", array=np.full(n, tstop)),
-                fits.Column(name="BADFLAG", format="16X", array=flags)]
-        h = fits.BinTableHDU.from_columns(cols, name="BADPIX")
-        h.header["EXTVER"] = k + 1
-        h.header["HDUCLASS"] = "OGIP"
-        h.header["HDUCLAS1"] = "BADPIX"
-        h.header["TELESCOP"] = "NuSTAR"
-        h.header["INSTRUME"] = f"FPM{module}"
-        h.header["DETNAM"] = f"DET{k}"
-        h.header["TSTART"] = tstart
-        h.header["TSTOP"] = tstop
-        hdus.append(h)
-    return hdus
-
-
-def _gti_hdu(start, stop, header_cards, extname):
-    h = fits.BinTableHDU.from_columns(
-        [fits.Column(name="START", format="D", unit="s", array=np.asarray(start, float)),
-         fits.Column(name="STOP", format="D", unit="s", array=np.asarray(stop, float))], name=extname)
-    h.header["HDUCLASS"] = "OGIP"
-    h.header["HDUCLAS1"] = "GTI"
-    h.header["HDUCLAS2"] = "STANDARD"
-    for k, v in header_cards.items():
-        h.header[k] = v
-    return h
-
-
-def _mission_date(t):
-    from astropy.time import Time, TimeDelta
-    # NuSTAR mission time: seconds since 2010-01-01T00:00:00 UTC (MJDREF in TT).
-    return (Time("2010-01-01T00:00:00", scale="utc") + TimeDelta(float(t), format="sec")).utc.isot[:19]
-
-
-def _powerlaw_flux(elo, ehi, index):
-    """Bin-integrated power law E^-index, photons/cm^2/s per bin for norm 1 (at 1 keV)."""
-    if abs(index - 1.0) < 1e-12:
-        return np.log(ehi / elo)
-    return (ehi ** (1 - index) - elo ** (1 - index)) / (1 - index)
-
-
-# --------------------------------------------------------------------------
-# Main entry
-# --------------------------------------------------------------------------
-
 @output_session()
 def simulate_observation(outdir, seed=0, obsid="60001001002", exposure=50000.0, pa_pnt=63.7,
                          ra=150.1, dec=2.2, source=True, source_rate=0.2, source_offset=(60.0, -45.0),
@@ -510,7 +397,7 @@ def simulate_observation(outdir, seed=0, obsid="60001001002", exposure=50000.0, 
     # Time axis common to both modules: the real track stretched in time.
     tracks = {m: _load_track(shared, m) for m in modules}
     t_a, _, _, s_a, e_a = tracks["A"]
-    real_exposure = _dwell(t_a, s_a, e_a).sum()
+    real_exposure = dwell_times(t_a, s_a, e_a).sum()
     stretch = float(exposure) / real_exposure
     t0 = t_a[0]
 
@@ -521,9 +408,9 @@ def simulate_observation(outdir, seed=0, obsid="60001001002", exposure=50000.0, 
         t = tstart + (t_real - t0) * stretch
         gs = tstart + (gs_real - t0) * stretch
         ge = tstart + (ge_real - t0) * stretch
-        dwell = _dwell(t, gs, ge)
+        dwell = dwell_times(t, gs, ge)
         expo = float(dwell.sum())
-        span = _gti_span(t, dwell, gs, ge)
+        span = gti_span(t, dwell, gs, ge)
 
         # Instrument and pixel maps from the simulated CALDB; bad pixels drawn here.
         date = date_obs
@@ -531,7 +418,7 @@ def simulate_observation(outdir, seed=0, obsid="60001001002", exposure=50000.0, 
         pixmap = pixel_map(read_pixpos(pix.path))
         imap_file = caldb.query("INSTRMAP", f"FPM{m}", date=date)
         cal_imap, _ = read_instrmap(imap_file.path, "CALDB INSTRMAP")
-        bad = _draw_bad_pixels(rng, pixmap, bad_pixels_per_det)
+        bad = draw_bad_pixels(rng, pixmap, bad_pixels_per_det)
         bad_set = {(k, p) for k in bad for p in bad[k]}
         # CALDB bad pixels are applied by mkinstrmap too: include them.
         bp = caldb.query("BADPIX", f"FPM{m}", date=date)
@@ -623,7 +510,7 @@ def simulate_observation(outdir, seed=0, obsid="60001001002", exposure=50000.0, 
                 py, px = np.divmod(p, spatial.shape[1])
                 chan = draw_categorical(rng, tmpl, n)
                 rows = draw_categorical(rng, rowp, n)
-                _append_events(cols, rng, px, py, chan, rows, k, t, span, x_det1, y_det1, pixmap, pa_pnt)
+                append_events(cols, rng, px, py, chan, rows, k, t, span, x_det1, y_det1, pixmap, pa_pnt)
                 comp_tag.append(np.full(n, names.index(name), np.int16))
             ebar.update(0)
         ebar.update()
@@ -631,7 +518,7 @@ def simulate_observation(outdir, seed=0, obsid="60001001002", exposure=50000.0, 
         # Point source (optional).
         src_truth = None
         if source:
-            src_truth = _simulate_source(rng, cols, comp_tag, m, source_rate, footprint_centre, source_offset,
+            src_truth = simulate_source(rng, cols, comp_tag, m, source_rate, footprint_centre, source_offset,
                                          expo, t, dwell, span, x_det1, y_det1, pa_pnt, imap, pixmap, rmfs,
                                          len(names), caldb.query("SPECRESP", f"FPM{m}", date=date).path)
         ebar.update()
@@ -682,12 +569,12 @@ def simulate_observation(outdir, seed=0, obsid="60001001002", exposure=50000.0, 
     with atomic_outputs(all_paths, clobber) as out:
         for m in modules:
             o = outputs[m]
-            hdr = _obs_header(m, obsid, object_name, ra, dec, pa_pnt, o, date_obs)
-            _write_events(out[ev_paths[m]], hdr, o, ra, dec, m)
-            _write_gti(out[gti_paths[m]], hdr, o)
-            _write_det1(out[det1_paths[m]], hdr, o)
+            hdr = observation_header(m, obsid, object_name, ra, dec, pa_pnt, o, date_obs)
+            write_events_file(out[ev_paths[m]], hdr, o, ra, dec, m)
+            write_gti_file(out[gti_paths[m]], hdr, o)
+            write_det1_file(out[det1_paths[m]], hdr, o)
             ebar.update()
-        Path(out[truth_path]).write_text(json.dumps(truth, indent=1, default=_json_default))
+        Path(out[truth_path]).write_text(json.dumps(truth, indent=1, default=json_default))
         with open(out[tags_path], "wb") as fh:
             np.savez_compressed(fh, **{m: outputs[m]["tags"] for m in modules})
     ebar.close()
@@ -697,68 +584,6 @@ def simulate_observation(outdir, seed=0, obsid="60001001002", exposure=50000.0, 
              ", ".join(f"FPM{m} {truth['modules'][m]['n_events']}" for m in modules))
     return SimulatedObs(root=outdir, obsid=obsid, events=ev_paths, gti=gti_paths, det1=det1_paths,
                         caldb=caldb_root, truth_path=truth_path, truth=truth, tags_path=tags_path)
-
-
-def plot_overview(outputs, truth, path, clobber=False):
-    """Quick-look figure of a simulation: sky counts images and spectra by component.
-
-    Parameters
-    ----------
-    outputs : dict
-        Per module: ``data`` (event columns) and ``tags`` (component index).
-    truth : dict
-        The truth dictionary (component names, source position).
-    path : str or os.PathLike
-        PNG file to write.
-    clobber : bool
-        Replace an existing file.
-    """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..io.output import atomic_outputs
-    mods = sorted(outputs)
-    fig, axes = plt.subplots(2, len(mods), figsize=(6 * len(mods), 10))
-    groups = {"apbgd": "apbgd", "fcxb": "fcxb", "intn": "intn"}
-    for j, m in enumerate(mods):
-        d, tags = outputs[m]["data"], outputs[m]["tags"]
-        names = truth["modules"][m]["component_order"]
-        img, _, _ = np.histogram2d(d["Y"], d["X"], bins=250, range=[[0.5, 1000.5], [0.5, 1000.5]])
-        ax = axes[0, j]
-        ax.imshow(np.log10(img + 1), origin="lower", extent=(0.5, 1000.5, 0.5, 1000.5), cmap="magma")
-        src = truth["modules"][m]["source"]
-        if src:
-            ax.plot(src["x"], src["y"], "c+", ms=14)
-        ax.set_title(f"FPM{m}: log10(counts + 1), 4x4-pixel bins")
-        ax.set_xlabel("sky X (pixel)")
-        ax.set_ylabel("sky Y (pixel)")
-        ax = axes[1, j]
-        energy = 1.62 + 0.04 * np.arange(4096)
-        label_of = [groups.get(n, "intbgd") for n in names] + ["source"]
-        for lab in ("apbgd", "intbgd", "fcxb", "intn", "source"):
-            idx = [i for i, n in enumerate(label_of) if n == lab]
-            sel = np.isin(tags, idx)
-            if sel.any():
-                c = np.bincount(d["PI"][sel].astype(np.int64) // 25, minlength=4096 // 25 + 1)
-                ax.step(energy[::25][: c.size], c[: energy[::25].size], where="post", label=lab)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("energy (keV)")
-        ax.set_ylabel("counts per 1 keV")
-        ax.legend()
-    fig.tight_layout()
-    with atomic_outputs([path], clobber) as out:
-        fig.savefig(out[path], format="png", dpi=80)
-    plt.close(fig)
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o).__name__)
 
 
 def _preset_of(presets, name):
@@ -783,177 +608,3 @@ def _ifactors(presets, name):
     v = getattr(e, "ifactors", None)
     return [float(x) for x in v] if v is not None else None
 
-
-def _append_events(cols, rng, px, py, chan, rows, det, t, span, x_det1, y_det1, pixmap, pa_pnt):
-    """Turn (DET1 pixel, channel, track row) draws into event columns.
-
-    ``span`` is the part of each row's dwell inside its GTI: event times
-    are uniform in ``[t, t + span)``, so every event lies inside a GTI.
-    """
-    n = px.size
-    jx = rng.random(n) - 0.5
-    jy = rng.random(n) - 0.5
-    ax = x_det1[rows] - 0.5
-    ay = y_det1[rows] - 0.5
-    sx, sy = det1_to_sky(px + jx, py + jy, ax, ay, pa_pnt)
-    time = t[rows] + rng.random(n) * span[rows]
-    raw = pixmap.rawpix[py, px]
-    cols["TIME"].append(time)
-    cols["PI"].append(chan.astype(np.int32))
-    cols["DET_ID"].append(np.full(n, det, np.uint8))
-    cols["RAWX"].append((raw % 32).astype(np.uint8))
-    cols["RAWY"].append((raw // 32).astype(np.uint8))
-    cols["GRADE"].append(np.zeros(n, np.int16))
-    cols["DET1X"].append((px + 1).astype(np.int16))
-    cols["DET1Y"].append((py + 1).astype(np.int16))
-    cols["X"].append(sx + 1.0)
-    cols["Y"].append(sy + 1.0)
-
-
-def _simulate_source(rng, cols, comp_tag, module, rate, centre, offset, expo, t, dwell, span, x_det1, y_det1,
-                     pa_pnt, imap, pixmap, rmfs, tag, arf_path):
-    """A point source: power law through RMF_k x (on-axis ARF), King-profile PSF."""
-    from ..io.ogip import read_arf, rmf_matrix
-    index, r_core, beta, r_max = 1.8, 4.0, 1.5, 150.0
-    xs, ys = centre[0] + offset[0], centre[1] + offset[1]
-    n_photons = int(rng.poisson(rate * expo))
-    rows = draw_categorical(rng, dwell / dwell.sum(), n_photons)
-    # King profile: enclosed fraction F(r) = 1 - (1 + r^2/rc^2)^(1 - beta).
-    u = rng.random(n_photons) * (1 - (1 + (r_max / r_core) ** 2) ** (1 - beta))
-    r = r_core * np.sqrt((1 - u) ** (1.0 / (1 - beta)) - 1)
-    phi = rng.random(n_photons) * 2 * np.pi
-    x = xs + r * np.cos(phi)
-    y = ys + r * np.sin(phi)
-    # projbgd's mapping (nudge included): the inverse of det1_to_sky.
-    nx, ny = aspect_nudge(rotation_angle(pa_pnt))
-    dx, dy = sky_to_det1(x + nx, y + ny, x_det1[rows] - 0.5, y_det1[rows] - 0.5, pa_pnt, rounded=False)
-    ix = np.floor(dx + 0.5).astype(np.int64)
-    iy = np.floor(dy + 0.5).astype(np.int64)
-    on = (ix >= 0) & (ix < imap.shape[1]) & (iy >= 0) & (iy < imap.shape[0])
-    det = np.full(n_photons, -1)
-    det[on] = imap[iy[on], ix[on]] - 1
-    keep = det >= 0
-    arf = read_arf(str(arf_path))
-    counts_per_det = [0] * 4
-    for k in range(4):
-        sel = np.flatnonzero(keep & (det == k))
-        if sel.size == 0:
-            continue
-        rmf = rmfs[k]
-        elo, ehi = np.asarray(rmf.energ_lo, float), np.asarray(rmf.energ_hi, float)
-        area = np.interp(0.5 * (elo + ehi), 0.5 * (np.asarray(arf.energ_lo) + np.asarray(arf.energ_hi)),
-                         np.asarray(arf.specresp, float), left=0.0, right=0.0)
-        spec = _powerlaw_flux(elo, ehi, index) * area
-        folded = spec @ rmf_matrix(rmf)
-        chan = draw_categorical(rng, np.clip(folded, 0, None), sel.size)
-        n = sel.size
-        cols["TIME"].append(t[rows[sel]] + rng.random(n) * span[rows[sel]])
-        cols["PI"].append(chan.astype(np.int32))
-        cols["DET_ID"].append(np.full(n, k, np.uint8))
-        raw = pixmap.rawpix[iy[sel], ix[sel]]
-        cols["RAWX"].append((raw % 32).astype(np.uint8))
-        cols["RAWY"].append((raw // 32).astype(np.uint8))
-        cols["GRADE"].append(np.zeros(n, np.int16))
-        cols["DET1X"].append((ix[sel] + 1).astype(np.int16))
-        cols["DET1Y"].append((iy[sel] + 1).astype(np.int16))
-        cols["X"].append(x[sel] + 1.0)
-        cols["Y"].append(y[sel] + 1.0)
-        comp_tag.append(np.full(n, tag, np.int16))
-        counts_per_det[k] = int(n)
-    return {
-        "x": xs + 1.0, "y": ys + 1.0, "xy_convention": "1-based event X/Y",
-        "photon_index": index, "rate_before_gaps": rate, "n_photons": n_photons,
-        "counts_per_det": counts_per_det, "psf": {"model": "King", "r_core_pix": r_core, "beta": beta,
-                                                 "r_max_pix": r_max},
-        "arf": Path(arf_path).name, "spectrum": "E^-index x ARF(E) folded through RMF_k, shape only",
-    }
-
-
-def _obs_header(module, obsid, object_name, ra, dec, pa_pnt, o, date_obs):
-    tstart, tstop = float(o["t"][0]), float(o["t"][-1])
-    return {
-        "TELESCOP": "NuSTAR", "INSTRUME": f"FPM{module}", "OBS_ID": obsid, "OBJECT": object_name,
-        "TARG_ID": 0, "RA_OBJ": ra, "DEC_OBJ": dec, "RA_NOM": ra, "DEC_NOM": dec, "RA_PNT": ra, "DEC_PNT": dec,
-        "PA_PNT": float(pa_pnt), "EQUINOX": 2000.0, "RADECSYS": "FK5", "TIMESYS": "TT", "MJDREFI": 55197,
-        "MJDREFF": 7.6601852e-04, "TIMEUNIT": "s", "TIMEREF": "LOCAL", "TASSIGN": "SATELLITE",
-        "TSTART": tstart, "TSTOP": tstop, "TELAPSE": tstop - tstart,
-        "DATE-OBS": _mission_date(tstart), "DATE-END": _mission_date(tstop),
-        "ONTIME": float(np.sum(o["ge"] - o["gs"])), "LIVETIME": o["expo"], "EXPOSURE": o["expo"],
-        "DEADC": o["expo"] / float(np.sum(o["ge"] - o["gs"])),
-        "ORIGIN": "nuskybgd", "CREATOR": "nuskybgd simulate",
-    }
-
-
-def _apply(header, cards):
-    for k, v in cards.items():
-        header[k] = v
-
-
-def _write_events(path, cards, o, ra, dec, module):
-    d = o["data"]
-    scale = SKY_PIXEL_ARCSEC / 3600.0
-    cols = [
-        fits.Column(name="TIME", format="D", unit="s", array=d["TIME"]),
-        fits.Column(name="PI", format="J", unit="chan", array=d["PI"].astype(np.int32)),
-        fits.Column(name="DET_ID", format="B", array=d["DET_ID"].astype(np.uint8)),
-        fits.Column(name="RAWX", format="B", unit="pixel", array=d["RAWX"].astype(np.uint8)),
-        fits.Column(name="RAWY", format="B", unit="pixel", array=d["RAWY"].astype(np.uint8)),
-        fits.Column(name="GRADE", format="I", array=d["GRADE"].astype(np.int16)),
-        fits.Column(name="DET1X", format="I", unit="pixel", array=d["DET1X"].astype(np.int16)),
-        fits.Column(name="DET1Y", format="I", unit="pixel", array=d["DET1Y"].astype(np.int16)),
-        fits.Column(name="X", format="E", unit="pixel", array=d["X"].astype(np.float32)),
-        fits.Column(name="Y", format="E", unit="pixel", array=d["Y"].astype(np.float32)),
-    ]
-    ev = fits.BinTableHDU.from_columns(cols, name="EVENTS")
-    h = ev.header
-    h["TLMIN2"], h["TLMAX2"] = 0, 4095
-    h["TLMIN3"], h["TLMAX3"] = 0, 3
-    h["TLMIN4"], h["TLMAX4"] = 0, 31
-    h["TLMIN5"], h["TLMAX5"] = 0, 31
-    h["TLMIN6"], h["TLMAX6"] = 0, 32
-    for n, ctype in ((7, "DET1X"), (8, "DET1Y")):
-        h[f"TLMIN{n}"], h[f"TLMAX{n}"] = 1, 360
-        h[f"TCTYP{n}"], h[f"TCUNI{n}"], h[f"TCDLT{n}"] = ctype, "mm", 0.12096
-    for n, ctype, crval, cdelt in ((9, "RA---TAN", ra, -scale), (10, "DEC--TAN", dec, scale)):
-        h[f"TLMIN{n}"], h[f"TLMAX{n}"] = 1, SKY_SIZE
-        h[f"TCTYP{n}"] = (ctype, "projection")
-        h[f"TCRPX{n}"] = (500.5, "reference pixel (1-based)")
-        h[f"TCRVL{n}"] = (float(crval), "[deg] sky coordinate at the reference pixel")
-        h[f"TCDLT{n}"] = (cdelt, "[deg] pixel size (2.45810736 arcsec)")
-        h[f"TCUNI{n}"] = ("deg", "unit of TCRVL and TCDLT")
-    h["HDUCLASS"] = ("OGIP", "format conforms to OGIP standards")
-    h["HDUCLAS1"] = ("EVENTS", "event extension")
-    h["HDUCLAS2"] = ("ALL", "")
-    _apply(h, cards)
-    h["TSORTKEY"] = "TIME"
-    prim = fits.PrimaryHDU()
-    _apply(prim.header, {k: cards[k] for k in ("TELESCOP", "INSTRUME", "OBS_ID", "OBJECT", "DATE-OBS")})
-    gti = _gti_hdu(o["gs"], o["ge"], {k: cards[k] for k in ("TELESCOP", "INSTRUME", "TSTART", "TSTOP",
-                                                           "TIMESYS", "MJDREFI", "MJDREFF")}, "GTI")
-    bad = _badpix_hdus(o["bad"], module, cards["TSTART"], cards["TSTOP"])
-    fits.HDUList([prim, ev, gti, *bad]).writeto(path, checksum=True)
-
-
-def _write_gti(path, cards, o):
-    prim = fits.PrimaryHDU()
-    _apply(prim.header, {k: cards[k] for k in ("TELESCOP", "INSTRUME", "OBS_ID", "OBJECT")})
-    g = _gti_hdu(o["gs"], o["ge"], {k: cards[k] for k in ("TELESCOP", "INSTRUME", "OBS_ID", "TSTART", "TSTOP",
-                                                         "TIMESYS", "MJDREFI", "MJDREFF", "DATE-OBS",
-                                                         "DATE-END")}, "STDGTI")
-    fits.HDUList([prim, g]).writeto(path, checksum=True)
-
-
-def _write_det1(path, cards, o):
-    cols = [fits.Column(name="TIME", format="1D", unit="s", array=o["t"]),
-            fits.Column(name="X_DET1", format="1D", unit="pixel", array=o["x_det1"]),
-            fits.Column(name="Y_DET1", format="1D", unit="pixel", array=o["y_det1"])]
-    h = fits.BinTableHDU.from_columns(cols, name="DET1_REFPOINT")
-    _apply(h.header, {k: cards[k] for k in ("TELESCOP", "INSTRUME", "OBS_ID", "OBJECT", "TARG_ID", "RA_OBJ",
-                                            "DEC_OBJ", "RA_NOM", "DEC_NOM", "RA_PNT", "DEC_PNT", "PA_PNT",
-                                            "TIMESYS", "MJDREFI", "MJDREFF", "TIMEUNIT", "TSTART", "TSTOP",
-                                            "DATE-OBS", "DATE-END")})
-    h.header["HDUCLASS"] = "OGIP"
-    h.header["HDUCLAS1"] = "TEMPORALDATA"
-    prim = fits.PrimaryHDU()
-    _apply(prim.header, {k: cards[k] for k in ("TELESCOP", "INSTRUME", "OBS_ID", "OBJECT")})
-    fits.HDUList([prim, h]).writeto(path, checksum=True)
