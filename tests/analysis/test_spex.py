@@ -23,8 +23,6 @@ from nuskybgd.cli import main
 from spex_reference import sector_matrix, spex_background_counts
 from synthetic_field import chdir, one_line_error
 
-AGREE = []  # (route, module, max relative difference) for the report
-GUIDE_FIT = []  # (gamma, error, norm / true, error) of the guide's Sherpa fit
 
 
 def _arf(m):
@@ -80,7 +78,6 @@ def test_spex_route_reproduces_prediction(exported):
         ref = exported["spec"]["sources"][k]["spectrum"]
         keep = ref > 1e-8 * ref.max()
         worst = float(np.max(np.abs(counts[keep] - ref[keep]) / ref[keep]))
-        AGREE.append(("SPEX .res x .dat", "AB"[k], worst, float(ref.sum()), float(counts.sum())))
         assert worst < 1e-6, worst
         # the in-memory sectors (what the .com comment reports) give the same counts
         np.testing.assert_allclose(exported["spex"]["sectors"][k].predicted_counts()[keep], ref[keep], rtol=1e-10)
@@ -102,7 +99,6 @@ def test_xspec_route_reproduces_prediction(exported):
         xs = xspec_counts(st, k, out, src["counts"]["intbgd.apec"])
         keep = ref > 1e-8 * ref.max()
         worst = float(np.max(np.abs(xs[keep] - ref[keep]) / ref[keep]))
-        AGREE.append(("XSPEC simplify XCM", "AB"[k], worst, float(ref.sum()), float(xs.sum())))
         assert worst < 1e-6, worst
 
 
@@ -120,7 +116,6 @@ def test_sherpa_route_reproduces_prediction(exported):
                 ref = exported["spec"]["sources"][k]["spectrum"]
                 keep = ref > 1e-8 * ref.max()
                 worst = float(np.max(np.abs(mc[keep] - ref[keep]) / ref[keep]))
-                AGREE.append(("Sherpa simplify script", "AB"[k], worst, float(ref.sum()), float(mc.sum())))
                 assert worst < 1e-6, worst
     finally:
         ui.clean()
@@ -146,7 +141,6 @@ def test_sherpa_session_route_reproduces_prediction(exported):
         ref = exported["spec"]["sources"][k]["spectrum"]
         keep = ref > 1e-8 * ref.max()
         worst = float(np.max(np.abs(mc[keep] - ref[keep]) / ref[keep]))
-        AGREE.append(("Sherpa add_background_model", m, worst, float(ref.sum()), float(mc.sum())))
         assert worst < 1e-6, worst
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guide-fitting-your-source.md"
@@ -203,18 +197,9 @@ def test_guide_sherpa_part_fits_an_injected_source(field, exported, tmp_path, bl
     finally:
         ui.clean()
     err = dict(zip(res.parnames, res.parmaxes))
-    GUIDE_FIT.append((block, gamma, err["src.gamma"], ampl_fit / ampl, err["src.ampl"] / ampl))
     assert 0 < err["src.gamma"] < 0.2
     assert abs(gamma - 1.8) < 4 * err["src.gamma"], (gamma, err)
     assert abs(ampl_fit / ampl - 1) < 4 * err["src.ampl"] / ampl
-
-
-def test_zz_report_agreement():
-    """Prints the three-fitter agreement (for the report)."""
-    for route, m, worst, ref, got in AGREE:
-        print(f"\n{route:<24} FPM{m}: max |rel diff| per channel {worst:.2e}; total {got:.6f} vs {ref:.6f}")
-    for b, g, ge, a, ae in GUIDE_FIT:
-        print(f"\nguide Sherpa block {'ab'[b]}: photon index {g:.3f} +- {ge:.3f} (true 1.8), norm/true {a:.3f} +- {ae:.3f}")
 
 
 @pytest.mark.parametrize("case", ["off_images", "off_detectors", "other_module_arf", "other_module_rmf", "exists"])
