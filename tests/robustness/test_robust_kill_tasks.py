@@ -1,8 +1,8 @@
-"""SIGKILL real tasks at random points: the outputs are the complete old set or the complete new set.
+"""SIGKILL real ``fit`` runs at random points: the outputs are the complete old set or the complete new set.
 
 The transaction tests (``test_robust_transactions.py``) kill a small writer
-that uses :func:`nuskybgd.io.output.atomic_outputs`; here whole ``nuskybgd``
-processes are killed. A first run writes the "old" set; a second run with
+that uses :func:`nuskybgd.io.output.atomic_outputs`; here whole ``nuskybgd fit``
+processes (9 output files) are killed. A first run writes the "old" set; a second run with
 ``--clobber`` is killed after a random delay drawn over its measured wall
 time (so kills land in start-up, computing, staging and the commit). Then
 the next run's recovery (:func:`~nuskybgd.io.output.recover_folder`) runs,
@@ -44,16 +44,7 @@ def _outputs_fit(out, c):
         [out / f"bg_apbgd{k + 1}.arf" for k in range(n)]
 
 
-def _argv_projbgd(c, out):
-    return ["projbgd", "--refimg", c["img"]["A"], "--out", out / "bgdapA.fits", "--mod", "A", "--det", "1234",
-            "--chipmap", c["imap"]["A"], "--aspect", c["asp"]["A"], "--outdir", out]
-
-
-def _outputs_projbgd(out, c):
-    return [out / "bgdapA.fits"] + [out / f"det{k}Aim.fits" for k in range(4)]
-
-
-TASKS = {"fit": (_argv_fit, _outputs_fit), "projbgd": (_argv_projbgd, _outputs_projbgd)}
+TASKS = {"fit": (_argv_fit, _outputs_fit)}  # projbgd: test_robust_cases.py::test_kill_projbgd_*
 
 
 def _run(argv, clobber=False):
