@@ -2,7 +2,7 @@
 
 The transaction tests (``test_robust_transactions.py``) kill a small writer
 that uses :func:`nuskybgd.io.output.atomic_outputs`; here whole ``nuskybgd fit``
-processes (9 output files) are killed. A first run writes the "old" set; a second run with
+processes (10 output files: XCM, JSON, Sherpa script, log and six ARFs) are killed. A first run writes the "old" set; a second run with
 ``--clobber`` is killed after a random delay drawn over its measured wall
 time (so kills land in start-up, computing, staging and the commit). Then
 the next run's recovery (:func:`~nuskybgd.io.output.recover_folder`) runs,
