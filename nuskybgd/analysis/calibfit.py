@@ -7,7 +7,7 @@ optionally the aperture/albedo continuum and the fCXB for science-mode
 stacks), each component folded once through the detector's response, with
 
 - every norm free (>= 0), solved by the engine's convex Newton solver
-  (:func:`nuskybgd.fitting.engine.solve`), and
+  (:func:`nuskybgd.fitting.solver.solve`), and
 - the detector gain free: an event of true energy E is recorded at
   ``E' = slope * E + offset`` (keV). The folded templates are remapped to
   that gain exactly for counts spread uniformly inside each PI channel
@@ -34,7 +34,7 @@ import numpy as np
 import scipy.optimize
 
 from ..errors import NuskybgdError
-from ..fitting.engine import cstat, solve
+from ..fitting.solver import cstat, solve
 from ..models.background import component_templates
 from ..calib.presets import component_presets
 

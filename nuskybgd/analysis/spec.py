@@ -20,7 +20,7 @@ import numpy as np
 from ..calib.auxil import auxil_path, load_ratios
 from ..errors import NuskybgdError
 from ..fitting.apply import SourceSpectrum, add_source_spectra, group_component_counts
-from ..fitting.engine import bin_mask_from_energy, group_ids
+from ..fitting.data import bin_mask_from_energy, group_ids
 from ..fitting.export import sherpa_script, state_to_json
 from ..fitting.prepare import ignore_ranges
 from ..fitting.uncertainty import (

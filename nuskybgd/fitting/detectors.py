@@ -25,10 +25,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import NuskybgdError
-from .engine import SpectrumData, bin_mask_from_energy, fit_state, group_ids
+from .data import SpectrumData, bin_mask_from_energy, group_ids
+from .engine import fit_state
+from .folding import SpectrumResponse
+from .gains import gain_values
 from .model import build_background_state
-from .nonlinear import SpectrumResponse, fit_nonlinear, gain_values
+from .nonlinear import fit_nonlinear
 from .prepare import ignore_ranges
+from .shapes import NonlinearModel
 from .thaw import (
     apply_free_detectors,
     apply_gain,
@@ -252,7 +256,6 @@ def run_fit(state, sds, responses, statistic="cstat", fit=True, carriers=None, p
         model = res.model
         nl = res.labels[res.n_norms:]
     else:
-        from .nonlinear import NonlinearModel
         nm = NonlinearModel(state, sds, responses)
         nm.precise = True
         nm.refresh()

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import NuskybgdError
 from ..io.state import FitState, Link, Param, Source, SpectrumEntry
-from .nonlinear import gain_values
+from .gains import gain_values
 
 __all__ = ["state_to_json", "state_from_json", "sherpa_script", "plot_fit", "software_versions",
            "display_groups"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import NuskybgdError
-from .engine import SpectrumData, bin_mask_from_energy, group_ids
+from .data import SpectrumData, bin_mask_from_energy, group_ids
 from .weights import region_weights
 
 __all__ = ["LoadedSpectrum", "load_spectra", "compute_weights", "spectrum_data", "ignore_ranges",

@@ -16,7 +16,7 @@ import numpy as np
 from scipy.optimize import brentq
 
 from ..errors import NuskybgdError
-from .engine import SpectrumData
+from .data import SpectrumData
 from .nonlinear import fit_nonlinear
 
 __all__ = ["match_labels", "profile_intervals"]

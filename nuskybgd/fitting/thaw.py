@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import NuskybgdError
 from ..io.state import Link
-from .nonlinear import gain_link, gain_params
+from .gains import gain_link, gain_params, parameter_label
 
 __all__ = ["apply_free_detectors", "apply_gain", "apply_thaw", "detector_report", "parse_thaw"]
 
@@ -124,8 +124,6 @@ def apply_thaw(state, items):
         already); a parameter tied to another source (fcxb's shape follows
         apbgd: thaw ``apbgd:cutoffpl.PhoIndex``).
     """
-    from .nonlinear import parameter_label
-
     done = []
     for item in items:
         for src, i in _targets(state, item):

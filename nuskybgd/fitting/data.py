@@ -1,0 +1,99 @@
+"""Spectra as the fit sees them: channel grouping, noticed bins and folded templates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["SpectrumData", "bin_mask_from_energy", "group_ids"]
+
+
+def group_ids(grouping, n_chan):
+    """Bin number (0-based) of every channel from an OGIP GROUPING column.
+
+    Parameters
+    ----------
+    grouping : array of int or None
+        1 starts a new bin, -1 continues the current one (0 is treated like 1).
+        ``None`` means no grouping.
+    n_chan : int
+        Number of channels.
+
+    Returns
+    -------
+    ndarray of int, shape (n_chan,)
+    """
+    if grouping is None:
+        return np.arange(n_chan)
+    g = np.asarray(grouping)
+    if g.shape != (n_chan,):
+        raise ValueError("grouping has the wrong length")
+    start = g != -1
+    start[0] = True
+    return np.cumsum(start) - 1
+
+
+def bin_mask_from_energy(ids, e_lo, e_hi, emin, emax, quality=None):
+    """Bins kept by an energy selection.
+
+    Parameters
+    ----------
+    ids : ndarray of int
+        Bin of each channel (:func:`group_ids`).
+    e_lo, e_hi : ndarray
+        Channel energy bounds (keV, from EBOUNDS).
+    emin, emax : float
+        Band in keV.
+    quality : ndarray, optional
+        Channels with quality > 0 exclude their bin.
+
+    Returns
+    -------
+    ndarray of bool, shape (n_bins,)
+        A bin is kept when every channel in it lies inside [emin, emax]
+        (to 1e-6 keV) and has good quality.
+    """
+    tol = 1e-6
+    ok = (np.asarray(e_lo) >= emin - tol) & (np.asarray(e_hi) <= emax + tol)
+    if quality is not None:
+        ok &= np.asarray(quality) <= 0
+    nb = int(ids[-1]) + 1
+    bad = np.bincount(ids, weights=(~ok).astype(float), minlength=nb)
+    return bad == 0
+
+
+@dataclass
+class SpectrumData:
+    """What the engine needs of one spectrum.
+
+    Attributes
+    ----------
+    counts : ndarray, shape (n_chan,)
+        Observed counts per channel.
+    templates : dict
+        Template key -> ndarray (n_chan,) of predicted counts per unit norm
+        (exposure included).
+    ids : ndarray of int, shape (n_chan,)
+        Bin of each channel (grouping).
+    noticed : ndarray of bool, shape (n_bins,)
+        Bins used in the fit.
+    name : str
+        For messages.
+    """
+
+    counts: np.ndarray
+    templates: dict
+    ids: np.ndarray
+    noticed: np.ndarray
+    name: str = ""
+
+    @property
+    def n_bins(self):
+        """Number of bins after grouping."""
+        return int(self.ids[-1]) + 1
+
+    def group(self, x):
+        """Sum a per-channel array into bins."""
+        return np.bincount(self.ids, weights=x, minlength=self.n_bins)
+
