@@ -85,7 +85,8 @@ def _dataclass_fields_documented(obj, errors):
     """Drop PR01 for dataclass fields documented under Attributes."""
     if not (inspect.isclass(obj) and dataclasses.is_dataclass(obj)):
         return errors
-    doc = docscrape.ClassDoc(obj)
+    # the raw docstring: ClassDoc would fill Attributes with class attributes (fields with defaults)
+    doc = docscrape.NumpyDocString(inspect.getdoc(obj) or "")
     documented = set()
     for section in ("Parameters", "Attributes", "Other Parameters"):
         for item in doc[section]:

@@ -148,11 +148,33 @@ class GroupFit:
     noticed: np.ndarray = field(repr=False)
 
     def norm(self, key):
-        """Fitted norm of one component (template key)."""
+        """Fitted norm of one component.
+
+        Parameters
+        ----------
+        key : str
+            Template key of the component (an entry of ``components``).
+
+        Returns
+        -------
+        float
+            The norm.
+        """
         return float(self.norms[self.components.index(key)])
 
     def norm_error(self, key):
-        """1-sigma error of one component's norm."""
+        """1-sigma error of one component's norm.
+
+        Parameters
+        ----------
+        key : str
+            Template key of the component (an entry of ``components``).
+
+        Returns
+        -------
+        float
+            The error (same units as the norm).
+        """
         return float(self.norm_errors[self.components.index(key)])
 
 

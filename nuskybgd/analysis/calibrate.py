@@ -66,7 +66,37 @@ CALIBRATION_FORMAT = "nuskybgd-calibration-1"
 
 @dataclass(frozen=True)
 class CalibTask:
-    """One group to fit (picklable unit of work)."""
+    """One group to fit (picklable unit of work).
+
+    Attributes
+    ----------
+    name : str
+        Group name (the spectrum's file name).
+    pha, rmf : str
+        Paths of the stacked spectrum and of its response.
+    epoch, epoch_start, epoch_stop : str
+        Epoch label and its ISO start and stop dates (empty when unknown).
+    module : str
+        ``"A"`` or ``"B"``.
+    det : int
+        Detector 0..3.
+    mode : str
+        ``"science"`` or ``"occultation"``.
+    exposure : float
+        Exposure, s.
+    area, module_area : float
+        Extraction area of the detector and of the whole module, DET1 pixels.
+    caldb : str, optional
+        CALDB used when stacking (``None``: the environment's).
+    detabs_file : str, optional
+        Detector absorption file overriding the CALDB's.
+    emin, emax : float
+        Noticed band, keV.
+    albedo : bool
+        Add an Earth albedo continuum (occulted data).
+    fit_gain : bool
+        Fit the gain slope and offset.
+    """
 
     name: str
     pha: str
@@ -97,6 +127,26 @@ def _check_module_det(module, det, where):
 
 def load_stack_groups(stackdir, rmf=None, emin=3.0, emax=150.0, albedo=False, fit_gain=True, detabs_file=None):
     """Groups of a ``stack`` folder.
+
+    Parameters
+    ----------
+    stackdir : str or os.PathLike
+        Folder written by ``nuskybgd stack`` (with ``stack.json``).
+    rmf : str, optional
+        Response used for every spectrum (default each spectrum's RESPFILE).
+    emin, emax : float
+        Noticed band, keV.
+    albedo : bool
+        Add an Earth albedo continuum.
+    fit_gain : bool
+        Fit the gain slope and offset.
+    detabs_file : str, optional
+        Detector absorption file overriding the CALDB's.
+
+    Returns
+    -------
+    list of CalibTask
+        One per group of ``stack.json``.
 
     Raises
     ------
@@ -159,6 +209,20 @@ def load_manifest(manifest, rmf, emin=3.0, emax=150.0, albedo=True, fit_gain=Tru
         :data:`NOMINAL_DET_AREA` and 4 times that).
     rmf : str
         Response used for every spectrum.
+    emin, emax : float
+        Noticed band, keV.
+    albedo : bool
+        Add an Earth albedo continuum (the default: manifests usually list
+        occulted data).
+    fit_gain : bool
+        Fit the gain slope and offset.
+    detabs_file : str, optional
+        Detector absorption file overriding the CALDB's.
+
+    Returns
+    -------
+    list of CalibTask
+        One per row of the manifest.
 
     Raises
     ------
@@ -226,7 +290,22 @@ def _read_counts(path):
 
 
 def calibrate_group(task):
-    """Fit one group (unit of work); returns plain numbers (see :class:`~nuskybgd.analysis.calibfit.GroupFit`)."""
+    """Fit one group (unit of work).
+
+    Parameters
+    ----------
+    task : CalibTask
+        The group: spectrum, response and fit options.
+
+    Returns
+    -------
+    dict
+        Plain numbers (picklable, JSON-ready): norms and errors per
+        component, gain slope and offset (keV) with errors and covariance,
+        cstat, dof, bins, counts, exposure (s), areas (DET1 pixels) and
+        fitted line energies (keV); see
+        :class:`~nuskybgd.analysis.calibfit.GroupFit`.
+    """
     counts = _read_counts(task.pha)
     spec = GroupSpectrum(name=task.name, counts=counts, exposure=task.exposure, module=task.module, det=task.det,
                          rmf=_rmf(task.rmf), mode=task.mode, area=task.area, module_area=task.module_area,
@@ -307,7 +386,18 @@ def _decimal_year(iso):
 
 
 def plot_trends(path, results, epochs):
-    """Calibrated quantities against time: gain slope, line energies, ifactors, intn (PNG, 150 dpi)."""
+    """Plot calibrated quantities against time: gain slope, line energies, ifactors, intn.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output PNG (150 dpi).
+    results : list of dict
+        Results of :func:`calibrate_group`, one per group.
+    epochs : dict
+        Epoch label -> ``{"start": ISO date or None, "stop": ...}``; epochs
+        without dates are placed at their rank.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

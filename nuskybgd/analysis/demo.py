@@ -52,6 +52,17 @@ REGIONS = ((-80.0, -80.0, 50.0), (-80.0, 80.0, 50.0), (80.0, 80.0, 50.0))
 def step_simulate(outdir, seed=1, exposure=50000.0, clobber=False):
     """Simulate the observation into ``outdir/sim``.
 
+    Parameters
+    ----------
+    outdir : str or os.PathLike
+        Output folder of the demo.
+    seed : int
+        Random seed of the simulation.
+    exposure : float
+        Exposure, s.
+    clobber : bool
+        Overwrite existing files.
+
     Returns
     -------
     nuskybgd.simulate.observation.SimulatedObs
@@ -61,7 +72,22 @@ def step_simulate(outdir, seed=1, exposure=50000.0, clobber=False):
 
 
 def step_images(sim, outdir, clobber=False):
-    """Counts images 3-79 keV of both modules (reference images). Returns {module: path}."""
+    """Counts images 3-79 keV of both modules (the reference images).
+
+    Parameters
+    ----------
+    sim : SimulatedObs
+        The simulated observation.
+    outdir : str or os.PathLike
+        Output folder.
+    clobber : bool
+        Overwrite existing files.
+
+    Returns
+    -------
+    dict
+        Module (``"A"``, ``"B"``) -> path of its image.
+    """
     out = {}
     for m, evt in sim.events.items():
         p = Path(outdir) / f"im{m}3to79keV.fits"
@@ -71,7 +97,22 @@ def step_images(sim, outdir, clobber=False):
 
 
 def step_aspect(sim, outdir, clobber=False):
-    """Aspect histograms. Returns {module: path}."""
+    """Aspect histograms of both modules.
+
+    Parameters
+    ----------
+    sim : SimulatedObs
+        The simulated observation (DET1 aspect and GTIs).
+    outdir : str or os.PathLike
+        Output folder.
+    clobber : bool
+        Overwrite existing files.
+
+    Returns
+    -------
+    dict
+        Module -> path of its aspect histogram.
+    """
     out = {}
     for m in sim.events:
         p = Path(outdir) / f"aspecthist{m}.fits"
@@ -81,7 +122,22 @@ def step_aspect(sim, outdir, clobber=False):
 
 
 def step_instrmap(sim, outdir, clobber=False):
-    """Instrument maps with bad pixels. Returns {module: path}."""
+    """Instrument maps with bad pixels of both modules.
+
+    Parameters
+    ----------
+    sim : SimulatedObs
+        The simulated observation (events and CALDB).
+    outdir : str or os.PathLike
+        Output folder.
+    clobber : bool
+        Overwrite existing files.
+
+    Returns
+    -------
+    dict
+        Module -> path of ``newinstrmap<module>.fits``.
+    """
     out = {}
     for m, evt in sim.events.items():
         make_instrument_map(evt, prefix=str(Path(outdir)) + os.sep, caldb=sim.caldb, clobber=clobber)
@@ -90,7 +146,27 @@ def step_instrmap(sim, outdir, clobber=False):
 
 
 def step_projbgd(images, instrmaps, aspects, outdir, clobber=False):
-    """Projected aperture and detector images. Returns (bgdap {m: path}, det {m: [4 paths]})."""
+    """Projected aperture and detector images of both modules.
+
+    Parameters
+    ----------
+    images : dict
+        Module -> reference image path (:func:`step_images`).
+    instrmaps : dict
+        Module -> instrument map path (:func:`step_instrmap`).
+    aspects : dict
+        Module -> aspect histogram path (:func:`step_aspect`).
+    outdir : str or os.PathLike
+        Output folder.
+    clobber : bool
+        Overwrite existing files.
+
+    Returns
+    -------
+    (dict, dict)
+        Module -> aperture image path, and module -> the four detector
+        image paths.
+    """
     ap, det = {}, {}
     for m in images:
         p = Path(outdir) / f"bgdap{m}.fits"
@@ -102,7 +178,22 @@ def step_projbgd(images, instrmaps, aspects, outdir, clobber=False):
 
 
 def step_regions(sim, outdir, clobber=False):
-    """Write the background region files (image coordinates). Returns {module: [paths]}."""
+    """Write the background region files (image coordinates).
+
+    Parameters
+    ----------
+    sim : SimulatedObs
+        The simulated observation (footprint centre per module).
+    outdir : str or os.PathLike
+        Output folder.
+    clobber : bool
+        Overwrite existing files.
+
+    Returns
+    -------
+    dict
+        Module -> list of region file paths.
+    """
     out = {}
     paths = []
     texts = {}
@@ -121,7 +212,24 @@ def step_regions(sim, outdir, clobber=False):
 
 
 def step_extract(sim, regions, outdir, clobber=False):
-    """Extract grouped spectra (30 counts per bin). Returns {module: [grouped pha paths]}."""
+    """Extract grouped spectra (at least 30 counts per bin).
+
+    Parameters
+    ----------
+    sim : SimulatedObs
+        The simulated observation (events and CALDB).
+    regions : dict
+        Module -> region file paths (:func:`step_regions`).
+    outdir : str or os.PathLike
+        Output folder.
+    clobber : bool
+        Overwrite existing files.
+
+    Returns
+    -------
+    dict
+        Module -> grouped spectrum paths, one per region.
+    """
     out = {}
     for m, regs in regions.items():
         out[m] = []
@@ -133,11 +241,33 @@ def step_extract(sim, regions, outdir, clobber=False):
 
 
 def step_bgdinfo(spectra, regions, images, ap, det, outdir, clobber=False):
-    """Write bgdinfo.json (spectra alternate A, B per region). Returns its path.
+    """Write bgdinfo.json (spectra alternate A, B per region).
 
     The fcxb norms of A and B are left free: the simulation draws a separate
     fCXB scale factor per module, so tying them (``fcxb_config.links``) would
     bias the fit.
+
+    Parameters
+    ----------
+    spectra : dict
+        Module -> grouped spectrum paths (:func:`step_extract`).
+    regions : dict
+        Module -> region file paths (:func:`step_regions`).
+    images : dict
+        Module -> reference image path.
+    ap : dict
+        Module -> aperture image path (:func:`step_projbgd`).
+    det : dict
+        Module -> the four detector image paths.
+    outdir : str or os.PathLike
+        Output folder.
+    clobber : bool
+        Overwrite an existing bgdinfo.json.
+
+    Returns
+    -------
+    pathlib.Path
+        Path of bgdinfo.json.
     """
     n = len(regions["A"])
     bg, reg = [], []
@@ -155,7 +285,26 @@ def step_bgdinfo(spectra, regions, images, ap, det, outdir, clobber=False):
 
 
 def step_fit(bgdinfo, outdir, sim, statistic="cstat", clobber=False):
-    """Fit; returns the :class:`~nuskybgd.analysis.fit.FitOutputs`."""
+    """Fit the background model to the demo spectra.
+
+    Parameters
+    ----------
+    bgdinfo : str or os.PathLike
+        The bgdinfo.json of :func:`step_bgdinfo`.
+    outdir : str or os.PathLike
+        Output folder (``bgdparams`` files).
+    sim : SimulatedObs
+        The simulated observation (its CALDB).
+    statistic : {"cstat", "chi"}
+        Fit statistic.
+    clobber : bool
+        Overwrite existing outputs.
+
+    Returns
+    -------
+    FitOutputs
+        See :class:`~nuskybgd.analysis.fit.FitOutputs`.
+    """
     return fit_background(bgdinfo, savefile=str(Path(outdir) / "bgdparams"), statistic=statistic,
                           clobber=clobber, caldb=Caldb(sim.caldb))
 

@@ -40,7 +40,13 @@ CONNECT_TIMEOUT = 5
 
 
 def default_workers():
-    """Worker processes of a local cluster: the CPUs available to this process."""
+    """Worker processes of a local cluster: the CPUs available to this process.
+
+    Returns
+    -------
+    int
+        At least 1.
+    """
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
@@ -204,6 +210,24 @@ def make_runner(serial=False, workers=None, scheduler=None, desc="tasks", progre
 
     The connection to an external scheduler is checked at once, so an address
     that does not answer is reported before any work starts.
+
+    Parameters
+    ----------
+    serial : bool
+        Run every unit of work in this process.
+    workers : int, optional
+        Local cluster size (default one worker per CPU).
+    scheduler : str, optional
+        Address of an external Dask scheduler.
+    desc : str
+        Progress-bar label.
+    progress : bool
+        Show the progress bar (stderr).
+
+    Returns
+    -------
+    callable
+        ``runner(func, items)``: :func:`run_tasks` with these options.
     """
     if not serial and scheduler:
         client, _ = connect(scheduler, workers)
@@ -216,7 +240,13 @@ def make_runner(serial=False, workers=None, scheduler=None, desc="tasks", progre
 
 
 def add_dask_arguments(parser):
-    """``--workers``, ``--scheduler`` and ``--serial`` (shared by the tasks that use Dask)."""
+    """Add ``--workers``, ``--scheduler`` and ``--serial`` (shared by the tasks that use Dask).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The task's parser.
+    """
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes of the local Dask cluster (default: one per CPU)")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",

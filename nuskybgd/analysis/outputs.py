@@ -81,14 +81,41 @@ def spec_outputs(savefile, regfiles, realisations=0, n_bg=0):
             "arfs": [f"{name}_apbgd{n_bg + k + 1}.arf" for k in range(n)]}
 
 def rebase_name(name, from_dir, to_dir):
-    """A file name relative to ``from_dir`` rewritten relative to ``to_dir``."""
+    """Rewrite a file name relative to one folder as relative to another.
+
+    Parameters
+    ----------
+    name : str or os.PathLike
+        File name, relative to ``from_dir`` (absolute names are kept).
+    from_dir, to_dir : str or os.PathLike
+        The folder ``name`` is relative to, and the folder of the file that
+        will record it.
+
+    Returns
+    -------
+    str
+        Relative to ``to_dir`` when inside it, else absolute.
+    """
     q = Path(name)
     if q.is_absolute():
         return str(q)
     return relative_name(Path(from_dir) / q, to_dir)
 
 def relative_name(path, to_dir):
-    """``path`` relative to ``to_dir`` when inside it, else absolute (as ``nuskybgd fit`` writes)."""
+    """A path as ``nuskybgd fit`` records it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    to_dir : str or os.PathLike
+        Folder of the file that records ``path``.
+
+    Returns
+    -------
+    str
+        ``path`` relative to ``to_dir`` when inside it, else absolute.
+    """
     try:
         r = os.path.relpath(os.path.abspath(path), os.path.abspath(to_dir))
     except ValueError:
@@ -96,6 +123,21 @@ def relative_name(path, to_dir):
     return os.path.abspath(path) if r.startswith("..") else r
 
 def rebase_entry(e, from_dir, to_dir):
+    """Copy of a spectrum entry with its file names rebased (:func:`rebase_name`).
+
+    Parameters
+    ----------
+    e : SpectrumEntry
+        Entry whose spectrum, response and ARF names are relative to
+        ``from_dir``; not modified.
+    from_dir, to_dir : str or os.PathLike
+        Old and new reference folders.
+
+    Returns
+    -------
+    SpectrumEntry
+        The rebased copy.
+    """
     e = copy.deepcopy(e)
     e.file = rebase_name(e.file, from_dir, to_dir)
     e.responses = {k: rebase_name(v, from_dir, to_dir) for k, v in e.responses.items()}
@@ -103,6 +145,18 @@ def rebase_entry(e, from_dir, to_dir):
     return e
 
 def json_default(o):
+    """JSON fallback encoder (``json.dumps(..., default=json_default)``).
+
+    Parameters
+    ----------
+    o : object
+        A value the json module cannot encode.
+
+    Returns
+    -------
+    object
+        A list for arrays, a Python number for numpy scalars, else ``str(o)``.
+    """
     if isinstance(o, np.ndarray):
         return o.tolist()
     if isinstance(o, (np.floating, np.integer)):

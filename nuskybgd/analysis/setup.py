@@ -75,7 +75,23 @@ class BackgroundSetup:
     phas: list
 
     def ref_index(self, module):
-        """0-based index of the module's reference spectrum."""
+        """0-based index of the module's reference spectrum.
+
+        Parameters
+        ----------
+        module : str
+            ``"A"`` or ``"B"``.
+
+        Returns
+        -------
+        int
+            Index into the bgdinfo spectra.
+
+        Raises
+        ------
+        NuskybgdError
+            The bgdinfo has no spectrum of that module.
+        """
         try:
             return self.modules.index(module)
         except ValueError:
@@ -125,6 +141,27 @@ def load_fit(path, info, extra_spectra_ok=False):
     return state
 
 def read_image(path, what, shape=None):
+    """Read the first 2-D image of a FITS file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The FITS file.
+    what : str
+        What the file is (for error messages), e.g. ``"aperture image"``.
+    shape : tuple of int, optional
+        Required ``(ny, nx)`` in pixels (the reference image's).
+
+    Returns
+    -------
+    (ndarray, astropy.io.fits.Header)
+        Image (float) and a copy of its header.
+
+    Raises
+    ------
+    NuskybgdError
+        No 2-D image, a different shape, or NaN/infinite pixels.
+    """
     with open_fits(path, what) as hdul:
         hdu = next((h for h in hdul if getattr(h, "data", None) is not None and np.ndim(h.data) == 2), None)
         if hdu is None:

@@ -282,6 +282,21 @@ def bkg_error_keywords(total, sigma, kind):
     write_pha's defaults: the error of the prediction is one number fully
     correlated over channels (the fitted norms), not an independent
     per-channel systematic, so it is recorded, not folded into SYS_ERR.
+
+    Parameters
+    ----------
+    total : float
+        Predicted background counts over all channels.
+    sigma : float
+        1-sigma error of ``total`` from the fit, counts (NaN: unknown).
+    kind : str
+        Source of the error: ``"covariance"``, ``"diagonal"`` or ``"none"``.
+
+    Returns
+    -------
+    dict
+        Keyword -> (value, comment): BKGTOTAL, BKGERRTY, and BKGCERR,
+        BKGFERR when the error is known and the total positive.
     """
     h = {"BKGTOTAL": (float(total), "predicted background counts, all channels"),
          "BKGERRTY": (kind, "source of BKGFERR: covariance, diagonal or none")}

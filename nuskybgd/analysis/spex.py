@@ -75,7 +75,19 @@ class SpexSectors:
     exposure: float
 
     def matrix(self, sector):
-        """Response of a sector (n_energy, n_chan), cm^2."""
+        """Response of a sector.
+
+        Parameters
+        ----------
+        sector : str
+            Sector name (an entry of ``SECTORS``); ``"intn"`` uses diag.rmf.
+
+        Returns
+        -------
+        ndarray, shape (n_energy, n_chan)
+            RMF times the sector's ARF, cm^2 (the bare RMF for sectors
+            without an ARF).
+        """
         from ..io.ogip import rmf_matrix
         if sector == "intn":
             return rmf_matrix(self.diag)
@@ -84,7 +96,13 @@ class SpexSectors:
         return r if a is None else r * a[:, None]
 
     def predicted_counts(self):
-        """Background counts per channel: sum over sectors of photons x response x exposure."""
+        """Background counts per channel: sum over sectors of photons x response x exposure.
+
+        Returns
+        -------
+        ndarray, shape (n_chan,)
+            Counts per channel.
+        """
         from ..io.ogip import rmf_matrix
         r = rmf_matrix(self.rmf)
         total = rmf_matrix(self.diag).T @ self.photons["intn"]

@@ -94,6 +94,17 @@ class SpectrumData:
         return int(self.ids[-1]) + 1
 
     def group(self, x):
-        """Sum a per-channel array into bins."""
+        """Sum a per-channel array into bins.
+
+        Parameters
+        ----------
+        x : ndarray, shape (n_chan,)
+            Values per channel (counts).
+
+        Returns
+        -------
+        ndarray, shape (n_bins,)
+            Sums per bin (grouping of this spectrum).
+        """
         return np.bincount(self.ids, weights=x, minlength=self.n_bins)
 

@@ -98,7 +98,19 @@ class DetectorSpectrum:
 
 
 def parse_detector(text, where="detectors"):
-    """``"A0"`` .. ``"B3"`` -> (module, detector).
+    """Parse a detector name.
+
+    Parameters
+    ----------
+    text : str
+        ``"A0"`` .. ``"B3"`` (case and surrounding blanks ignored).
+    where : str
+        What is being parsed, for the error message.
+
+    Returns
+    -------
+    (str, int)
+        Module (``"A"`` or ``"B"``) and detector number (0..3).
 
     Raises
     ------

@@ -167,15 +167,33 @@ class LinearModel:
         return out
 
     def theta(self):
-        """Current values of the free parameters."""
+        """Current values of the free parameters.
+
+        Returns
+        -------
+        ndarray
+            One value per entry of ``free`` (norms).
+        """
         return np.array([s.params[i].value for s, i in self.free], float)
 
     def lower_bounds(self):
-        """Hard minimum of each free parameter."""
+        """Hard minimum of each free parameter.
+
+        Returns
+        -------
+        ndarray
+            One bound per entry of ``free``.
+        """
         return np.array([s.params[i].hard_min for s, i in self.free], float)
 
     def upper_bounds(self):
-        """Hard maximum of each free parameter."""
+        """Hard maximum of each free parameter.
+
+        Returns
+        -------
+        ndarray
+            One bound per entry of ``free`` (``inf`` when unbounded).
+        """
         return np.array([s.params[i].hard_max for s, i in self.free], float)
 
     def component_counts(self, k):
@@ -198,7 +216,18 @@ class LinearModel:
         return out
 
     def predicted_counts(self, k):
-        """Total predicted counts per channel of spectrum ``k`` (ungrouped)."""
+        """Total predicted counts per channel of one spectrum.
+
+        Parameters
+        ----------
+        k : int
+            0-based spectrum index.
+
+        Returns
+        -------
+        ndarray, shape (n_chan,)
+            Counts per channel (ungrouped), summed over components.
+        """
         comps = self.component_counts(k)
         return np.sum(list(comps.values()), axis=0)
 

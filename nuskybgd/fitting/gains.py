@@ -50,7 +50,21 @@ def gain_params(slope=1.0, offset=0.0, free=True):
 
 
 def gain_link(number, which):
-    """Link to gain parameter ``which`` (0 slope, 1 offset) of spectrum ``number`` (1-based)."""
+    """Link to one gain parameter of another spectrum.
+
+    Parameters
+    ----------
+    number : int
+        Spectrum number (1-based) that holds the gain.
+    which : int
+        0 for the slope, 1 for the offset.
+
+    Returns
+    -------
+    Link
+        ``gain:<index>`` with factor 1, the index counting two parameters
+        per spectrum.
+    """
     return Link("gain", 2 * (int(number) - 1) + int(which) + 1, 1.0)
 
 
@@ -92,7 +106,20 @@ def resolve_gain(state, k, which):
 
 
 def gain_values(state, k):
-    """(slope, offset) in force for spectrum ``k`` (0-based), links followed; (1, 0) without gain."""
+    """Gain in force for one spectrum, links followed.
+
+    Parameters
+    ----------
+    state : FitState
+        The fit state holding the spectra and their gains.
+    k : int
+        0-based spectrum index.
+
+    Returns
+    -------
+    (float, float)
+        Slope and offset (keV); ``(1, 0)`` when the spectrum has no gain.
+    """
     out = []
     for w in (0, 1):
         r = resolve_gain(state, k, w)
@@ -104,7 +131,24 @@ def gain_values(state, k):
 
 
 def parameter_label(state, src, idx0):
-    """Readable name ``source:component.PARAM`` (``@group`` for groups > 1) of a model parameter."""
+    """Readable name of a model parameter.
+
+    Parameters
+    ----------
+    state : FitState
+        The fit state that holds ``src`` (the label depends on ``src``
+        alone).
+    src : Source
+        The source holding the parameter.
+    idx0 : int
+        0-based parameter index over all data groups of ``src``.
+
+    Returns
+    -------
+    str
+        ``source:component.PARAM``, with ``@group`` appended for data
+        groups after the first.
+    """
     g, ip = divmod(idx0, src.npar)
     c = src.par_components[ip]
     comp = src.labels[c] if c >= 0 else "?"

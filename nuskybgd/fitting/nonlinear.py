@@ -103,6 +103,8 @@ class NonlinearFit:
         The final norm solve.
     model : LinearModel
         At the solution.
+    n_norms : int
+        Number of free norms (the first ``n_norms`` entries of ``labels``).
     """
 
     labels: list

@@ -143,16 +143,34 @@ class NonlinearModel:
         return p[1].params[p[2]] if p[0] == "par" else self.state.spectra[p[1]].gain[p[2]]
 
     def values(self):
-        """Current values of the nonlinear parameters."""
+        """Current values of the nonlinear parameters.
+
+        Returns
+        -------
+        ndarray
+            One value per entry of ``params``.
+        """
         return np.array([self._param(q).value for q in range(len(self.params))], float)
 
     def bounds(self):
-        """(hard_min, hard_max) arrays of the nonlinear parameters."""
+        """Hard limits of the nonlinear parameters.
+
+        Returns
+        -------
+        (ndarray, ndarray)
+            Hard minima and hard maxima, one per entry of ``params``.
+        """
         ps = [self._param(q) for q in range(len(self.params))]
         return np.array([p.hard_min for p in ps], float), np.array([p.hard_max for p in ps], float)
 
     def set_values(self, phi):
-        """Write nonlinear values into the state and update linked values."""
+        """Write nonlinear values into the state and update linked values.
+
+        Parameters
+        ----------
+        phi : sequence of float
+            One value per entry of ``params``.
+        """
         for q, v in enumerate(phi):
             self._param(q).value = float(v)
         self.state.update_linked_values()
@@ -176,7 +194,13 @@ class NonlinearModel:
         return rmf, diag
 
     def refresh(self):
-        """Re-fold the templates whose shape or gain changed; returns the number folded."""
+        """Re-fold the templates whose shape or gain changed.
+
+        Returns
+        -------
+        int
+            Number of templates folded (0 when nothing changed).
+        """
         jobs, todos = [], {}
         for k, comps in enumerate(self.comps):
             gain = self._gain(k)
@@ -202,7 +226,16 @@ class NonlinearModel:
         return n
 
     def derivatives(self, step=None):
-        """d(predicted counts per channel)/d phi at the current values (norms from the state).
+        """Derivatives of the predicted counts per channel with respect to the nonlinear parameters.
+
+        Evaluated at the current values, with the norms taken from the state.
+
+        Parameters
+        ----------
+        step : ndarray, optional
+            Central-difference steps, one per parameter (default
+            :meth:`step` of each); used only where no analytic derivative
+            exists (apec).
 
         Returns
         -------
@@ -298,7 +331,21 @@ class NonlinearModel:
         return out
 
     def step(self, q, v):
-        """Central-difference step of nonlinear parameter q at value v."""
+        """Central-difference step of one nonlinear parameter.
+
+        Parameters
+        ----------
+        q : int
+            Index into ``params``.
+        v : float
+            Value of the parameter.
+
+        Returns
+        -------
+        float
+            Step, in the parameter's units (keV for line energies and gain
+            offsets), kept inside the hard limits where possible.
+        """
         p = self.params[q]
         if p[0] == "gain":
             h = 1e-5 if p[2] == 0 else 1e-4

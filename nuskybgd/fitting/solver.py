@@ -84,8 +84,12 @@ class FitResult:
     converged : bool
     at_bound : ndarray of bool
         Parameters pinned at a bound (lower or upper).
+    statistic_name : str
+        ``"cstat"`` or ``"chi"``.
     seconds : float
-        Wall time of the solve.
+        Wall time of the solve, s.
+    history : list of float
+        Statistic after each Newton step.
     upper_limits : ndarray
         For parameters at their lower bound: the value where the statistic
         has risen by :data:`UPPER_LIMIT_DELTA` (2.706, a 90% upper limit as
