@@ -9,7 +9,14 @@ __all__ = ["NuskybgdError", "input_error"]
 
 
 class NuskybgdError(Exception):
-    """An error the user can fix; its message is a single line."""
+    """An error the user can fix; its message is a single line.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong (whitespace, newlines included, is collapsed to single
+        blanks).
+    """
 
     exit_code = 2
 

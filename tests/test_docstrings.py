@@ -39,12 +39,10 @@ import re
 import inspect
 import pkgutil
 
-import pytest
+import numpydoc.docscrape as docscrape
+import numpydoc.validate as numpydoc_validate
 
-numpydoc_validate = pytest.importorskip("numpydoc.validate")
-docscrape = pytest.importorskip("numpydoc.docscrape")
-
-import nuskybgd  # noqa: E402
+import nuskybgd
 
 CODES = ("GL08", "SS01", "SS03", "PR01", "PR02", "RT01")
 #: functions of the task protocol (documented in nuskybgd.tasks).

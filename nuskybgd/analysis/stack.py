@@ -72,7 +72,20 @@ _MODE_OF = {"occultation": "02", "science": "01"}
 
 @dataclass(frozen=True)
 class EventFileInfo:
-    """A cleaned event file found in the archive."""
+    """A cleaned event file found in the archive.
+
+    Attributes
+    ----------
+    obsid : str
+        Observation ID.
+    module : str
+        ``"A"`` or ``"B"``.
+    mode : str
+        Observing mode of the file name (``"01"`` science, ``"02"``
+        occultation).
+    path : str
+        Path of the ``_cl.evt`` file.
+    """
 
     obsid: str
     module: str
@@ -82,7 +95,25 @@ class EventFileInfo:
 
 @dataclass(frozen=True)
 class StackTask:
-    """One unit of work: the spectra of one observation and module."""
+    """One unit of work: the spectra of one observation and module.
+
+    Attributes
+    ----------
+    obsid : str
+        Observation ID.
+    module : str
+        ``"A"`` or ``"B"``.
+    path : str
+        Cleaned event file.
+    selection : str
+        ``"occultation"`` or ``"science"``.
+    caldb : str, optional
+        CALDB root (default the environment's).
+    exclude : str, optional
+        Source-exclusion region file (science selection).
+    det1 : str, optional
+        DET1 reference-point file (science selection: the area used).
+    """
 
     obsid: str
     module: str
@@ -99,11 +130,28 @@ class ObservationSpectra:
 
     Attributes
     ----------
+    obsid : str
+        Observation ID.
+    module : str
+        ``"A"`` or ``"B"``.
+    mode : str
+        Observing mode (``"01"`` science, ``"02"`` occultation).
+    path : str
+        Cleaned event file.
+    selection : str
+        ``"occultation"`` or ``"science"``.
+    tstart, tstop : float
+        Start and stop, NuSTAR mission time (s since 2010-01-01).
+    exposure : float
+        Exposure, s.
     counts : ndarray of int64, shape (4, 4096)
+        PI histogram of each detector (0..3).
     area : ndarray, shape (4,)
         Detector area used, DET1 pixels.
     module_area : float
         Live area of the module, DET1 pixels.
+    n_events_file : int
+        Events in the file before any selection.
     """
 
     obsid: str
@@ -121,7 +169,18 @@ class ObservationSpectra:
 
 
 def mission_date(t):
-    """UTC ISO date of a NuSTAR mission time (s since 2010-01-01)."""
+    """UTC ISO date of a NuSTAR mission time.
+
+    Parameters
+    ----------
+    t : float
+        Mission time, s since 2010-01-01T00:00:00 UTC.
+
+    Returns
+    -------
+    str
+        ``YYYY-MM-DDThh:mm:ss`` (UTC).
+    """
     return (Time(MISSION_EPOCH, scale="utc") + TimeDelta(float(t), format="sec")).utc.isot[:19]
 
 
@@ -202,7 +261,21 @@ def _mission_time(iso):
 
 
 def assign_epochs(tmid, bins):
-    """Epoch label of each mission time (None outside every epoch)."""
+    """Epoch label of each mission time.
+
+    Parameters
+    ----------
+    tmid : sequence of float
+        Mission times, s since 2010-01-01.
+    bins : list of (str, str, str)
+        ``(label, start_iso, stop_iso)`` as :func:`epoch_bins` returns
+        (start included, stop excluded).
+
+    Returns
+    -------
+    list of str or None
+        Label per time; ``None`` outside every epoch.
+    """
     edges = [(lab, _mission_time(a), _mission_time(b)) for lab, a, b in bins]
     out = []
     for t in tmid:
@@ -316,6 +389,26 @@ def _default_caldb(archive, caldb):
 
 def plan_tasks(archive, selection="occultation", exclude=None, caldb=None, modules=("A", "B")):
     """Units of work of a stack (one per observation and module).
+
+    Parameters
+    ----------
+    archive : str or os.PathLike
+        Folder with the observations (searched by :func:`scan_archive`).
+    selection : {"occultation", "science"}
+        Which events to stack: occultation-mode files, or science-mode
+        files outside the source-exclusion regions.
+    exclude : str, optional
+        Source-exclusion region file, relative to each observation's folder
+        or absolute (science selection only, required there).
+    caldb : str, optional
+        CALDB root (default: the archive's or the environment's).
+    modules : sequence of str
+        Modules to stack.
+
+    Returns
+    -------
+    list of StackTask
+        Sorted by observation, then module.
 
     Raises
     ------

@@ -255,7 +255,18 @@ class Caldb:
     def candidates(self, cnam, instrume, detnam=None, date=None, expr=None):
         """All index rows passing the selection rules, best first.
 
-        Parameters are those of :meth:`query`.
+        Parameters
+        ----------
+        cnam : str
+            Calibration code name (CAL_CNAM), e.g. ``"PIXPOS"``.
+        instrume : str
+            ``"FPMA"``/``"FPMB"`` (or ``"A"``/``"B"``).
+        detnam : str or int, optional
+            ``"DET0"``..``"DET3"`` or 0..3; None matches any row.
+        date : str, datetime or astropy.time.Time, optional
+            Observation date (UTC); None means "now".
+        expr : str, optional
+            Boundary condition, e.g. ``"DEPTHCUT.eq.NOMINAL"``.
 
         Returns
         -------

@@ -17,7 +17,15 @@ __all__ = ["ApbgdPreset", "ApecPreset", "LinePreset", "IntnPreset", "ComponentPr
 
 @dataclass(frozen=True)
 class ApbgdPreset:
-    """Aperture background shape (``cutoffpl``); the fCXB shares it."""
+    """Aperture background shape (``cutoffpl``); the fCXB shares it.
+
+    Attributes
+    ----------
+    phoindex : float
+        Photon index.
+    highecut : float
+        e-folding energy of the cutoff, keV.
+    """
 
     phoindex: float
     highecut: float  #: keV
@@ -25,7 +33,19 @@ class ApbgdPreset:
 
 @dataclass(frozen=True)
 class ApecPreset:
-    """Internal apec continuum of intbgd."""
+    """Internal apec continuum of intbgd.
+
+    Attributes
+    ----------
+    kt : float
+        Plasma temperature, keV.
+    abundanc : float
+        Metal abundance (solar units).
+    redshift : float
+        Redshift.
+    ifactors : tuple of float
+        Per-detector weights DET0..DET3.
+    """
 
     kt: float  #: keV
     abundanc: float
@@ -35,7 +55,19 @@ class ApecPreset:
 
 @dataclass(frozen=True)
 class LinePreset:
-    """One internal Lorentzian line of intbgd."""
+    """One internal Lorentzian line of intbgd.
+
+    Attributes
+    ----------
+    name : str
+        XSPEC component name: lorentz, lorentz_3 ... lorentz_30.
+    linee : float
+        Line energy, keV.
+    width : float
+        FWHM, keV.
+    ifactors : tuple of float
+        Per-detector weights DET0..DET3.
+    """
 
     name: str  #: XSPEC component name: lorentz, lorentz_3 ... lorentz_30
     linee: float  #: keV
@@ -45,7 +77,19 @@ class LinePreset:
 
 @dataclass(frozen=True)
 class IntnPreset:
-    """Internal continuum (``bknpower``) folded through the diagonal RMF."""
+    """Internal continuum (``bknpower``) folded through the diagonal RMF.
+
+    Attributes
+    ----------
+    phoindx1 : float
+        Photon index below the break.
+    breake : float
+        Break energy, keV.
+    phoindx2 : float
+        Photon index above the break.
+    ifactors : tuple of float
+        Per-detector weights DET0..DET3.
+    """
 
     phoindx1: float
     breake: float  #: keV

@@ -54,6 +54,16 @@ def _sha256(path):
 def read_calibration_index(caldir):
     """The ``calibration.json`` of a calibration folder.
 
+    Parameters
+    ----------
+    caldir : str or os.PathLike
+        Output folder of ``nuskybgd calibrate``.
+
+    Returns
+    -------
+    dict
+        The parsed index (it has at least an ``"epochs"`` entry).
+
     Raises
     ------
     NuskybgdError

@@ -46,7 +46,9 @@ _SIZE_ERR = re.compile(r"must be (a )?strictly positive", re.I)
 class RegionShape:
     """One area shape of a region file.
 
-    Attributes
+    The parameters are kept as attributes of the same names.
+
+    Parameters
     ----------
     region : regions.SkyRegion or regions.PixelRegion
         The shape (pixel regions in 0-based image pixels).

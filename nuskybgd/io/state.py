@@ -81,7 +81,13 @@ class Param:
         return self.link is None and self.delta > 0
 
     def numbers(self):
-        """The six numbers of the XCM line."""
+        """The six numbers of the XCM line.
+
+        Returns
+        -------
+        tuple of float
+            ``(value, delta, hard_min, soft_min, soft_max, hard_max)``.
+        """
         return (self.value, self.delta, self.hard_min, self.soft_min, self.soft_max, self.hard_max)
 
 
@@ -148,15 +154,47 @@ class Source:
         return component_labels(self.components)
 
     def index(self, group, ipar):
-        """0-based position in :attr:`params` of parameter ``ipar`` (1-based) of ``group``."""
+        """Position of a parameter in :attr:`params`.
+
+        Parameters
+        ----------
+        group : int
+            Data group, 1-based.
+        ipar : int
+            Parameter number within the group, 1-based.
+
+        Returns
+        -------
+        int
+            0-based index into :attr:`params`.
+        """
         return (group - 1) * self.npar + ipar - 1
 
     def param(self, group, ipar):
-        """Parameter ``ipar`` (1-based within a group) of data group ``group``."""
+        """One parameter of one data group.
+
+        Parameters
+        ----------
+        group : int
+            Data group, 1-based.
+        ipar : int
+            Parameter number within the group, 1-based.
+
+        Returns
+        -------
+        Param
+            The parameter (not a copy).
+        """
         return self.params[self.index(group, ipar)]
 
     def ref(self):
-        """Name used in link expressions (``None`` for the unnamed model)."""
+        """Name used in link expressions.
+
+        Returns
+        -------
+        str or None
+            The source name; ``None`` for the unnamed model.
+        """
         return self.name
 
     @classmethod
@@ -269,14 +307,36 @@ class FitState:
         return max((s.group for s in self.spectra), default=1)
 
     def source(self, name_or_number):
-        """Find a source by name or number (KeyError if absent)."""
+        """Find a source by name or number.
+
+        Parameters
+        ----------
+        name_or_number : str or int
+            Source name (e.g. ``"intbgd"``) or source number.
+
+        Returns
+        -------
+        Source
+            The first source that matches.
+
+        Raises
+        ------
+        KeyError
+            No such source.
+        """
         for s in self.sources:
             if s.name == name_or_number or s.number == name_or_number:
                 return s
         raise KeyError(name_or_number)
 
     def copy(self):
-        """Deep copy."""
+        """Deep copy.
+
+        Returns
+        -------
+        FitState
+            Independent of this state.
+        """
         return copy.deepcopy(self)
 
     def resolve(self, source, idx0, _depth=0):
@@ -332,5 +392,11 @@ class FitState:
                         p.error = abs(f) * root.params[j].error
 
     def free_parameters(self):
-        """List of (Source, 0-based index) of the free parameters, file order."""
+        """The free parameters, in file order.
+
+        Returns
+        -------
+        list of (Source, int)
+            Source and 0-based index into its ``params``.
+        """
         return [(s, i) for s in self.sources for i, p in enumerate(s.params) if p.free]

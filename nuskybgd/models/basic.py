@@ -110,6 +110,11 @@ class _XSAdditive(RegriddableModel1D):
 class cutoffpl(_XSAdditive):
     r"""XSPEC ``cutoffpl``: power law with high-energy exponential cut-off.
 
+    Parameters
+    ----------
+    name : str, optional
+        Model name (default the component name).
+
     Attributes
     ----------
     PhoIndex
@@ -136,6 +141,11 @@ class cutoffpl(_XSAdditive):
 class bknpower(_XSAdditive):
     r"""XSPEC ``bknpower``: broken power law.
 
+    Parameters
+    ----------
+    name : str, optional
+        Model name (default the component name).
+
     Attributes
     ----------
     PhoIndx1
@@ -161,6 +171,11 @@ class bknpower(_XSAdditive):
 class lorentz(_XSAdditive):
     r"""XSPEC ``lorentz``: Lorentzian line normalised over E > 0.
 
+    Parameters
+    ----------
+    name : str, optional
+        Model name (default the component name).
+
     Attributes
     ----------
     LineE
@@ -185,6 +200,11 @@ class lorentz(_XSAdditive):
 
 class apec(_XSAdditive):
     r"""XSPEC ``apec``: collisionally ionised plasma (AtomDB, else a template).
+
+    Parameters
+    ----------
+    name : str, optional
+        Model name (default the component name).
 
     Attributes
     ----------
@@ -261,6 +281,24 @@ class lorentz_lines(RegriddableModel1D):
         super().__init__(name, tuple(pars))
 
     def calc(self, p, *args, **kwargs):
+        """Sum of the lines on energy bins (Sherpa's model interface).
+
+        Parameters
+        ----------
+        p : array_like
+            ``LineE, Width, norm`` of every line, in line order (keV, keV,
+            photons/cm^2/s).
+        *args : array_like
+            ``(lo, hi)`` bin edges (keV), or one array of edges (the last
+            value of the result is then 0).
+        **kwargs
+            Ignored (Sherpa's interface).
+
+        Returns
+        -------
+        ndarray
+            photons/cm^2/s per bin.
+        """
         p = np.asarray(p, float).reshape(-1, 3)
         if len(args) >= 2 and args[1] is not None:
             lo, hi = np.asarray(args[0], float), np.asarray(args[1], float)
@@ -345,6 +383,23 @@ class TemplateCountsModel(ArithmeticModel):
         super().__init__(name, tuple(pars))
 
     def calc(self, p, *args, **kwargs):
+        """Counts per channel (Sherpa's model interface).
+
+        Parameters
+        ----------
+        p : array_like
+            One norm per template.
+        *args : array_like
+            Optional channel numbers to return (default, or with
+            ``full_grid``, every channel of the templates).
+        **kwargs
+            Ignored (Sherpa's interface).
+
+        Returns
+        -------
+        ndarray
+            Counts per channel.
+        """
         total = np.asarray(p, float) @ self.templates
         if not args or self.full_grid:
             return total
@@ -400,6 +455,23 @@ class FoldedModel(CompositeModel, ArithmeticModel):
         CompositeModel.__init__(self, name, (model,))
 
     def calc(self, p, *args, **kwargs):
+        """Folded counts per channel (Sherpa's model interface).
+
+        Parameters
+        ----------
+        p : array_like
+            Parameters of the wrapped model.
+        *args : array_like
+            Optional channel numbers to return (default every channel of
+            the RMF).
+        **kwargs
+            Ignored (Sherpa's interface).
+
+        Returns
+        -------
+        ndarray
+            Counts per channel (ARF x exposure and RMF applied).
+        """
         src = np.asarray(self.model.calc(p, self.energ_lo, self.energ_hi), float) * self._area
         counts = fold_spectra(self.rmf, src[None, :])[0]
         if not args:

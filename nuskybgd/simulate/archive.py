@@ -85,6 +85,16 @@ MISSION_EPOCH = "2010-01-01T00:00:00"
 def shared_folder(shared=None):
     """The shared data folder: ``shared``, else ``$NUSKYBGD_SHARED``, else ``../shared`` next to the repository.
 
+    Parameters
+    ----------
+    shared : str or os.PathLike, optional
+        Folder given by the user (``--shared``).
+
+    Returns
+    -------
+    pathlib.Path
+        The first candidate that holds ``real/obs_80415201001``.
+
     Raises
     ------
     NuskybgdError
@@ -103,7 +113,18 @@ def shared_folder(shared=None):
 
 
 def mission_years(date):
-    """Years (of 365.25 days) from :data:`MISSION_START` to ``date`` (ISO string, UTC)."""
+    """Years (of 365.25 days) from :data:`MISSION_START` to a date.
+
+    Parameters
+    ----------
+    date : str
+        ISO date (UTC).
+
+    Returns
+    -------
+    float
+        Years, negative before the mission start.
+    """
     return float((Time(date, scale="utc") - Time(MISSION_START, scale="utc")).jd / 365.25)
 
 
@@ -254,6 +275,18 @@ def _module_setup(caldb_root, module):
 
 def whole_detector_norms(presets, npix, n_live, truth_module):
     """Whole-detector norms of the internal components (see the module docstring).
+
+    Parameters
+    ----------
+    presets : ComponentPresets
+        Presets of the module (``ifactors`` of apec, lines and intn).
+    npix : sequence of int
+        Live pixels of each detector DET0..DET3 (instrument-map pixels).
+    n_live : int
+        Live pixels of the module (sum of ``npix``).
+    truth_module : dict
+        Injected truth of the module: ``component_multiplier`` (template
+        key -> value) and ``detector_level`` (4 values).
 
     Returns
     -------

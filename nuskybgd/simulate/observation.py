@@ -107,6 +107,9 @@ class SimulatedObs:
         truth.json.
     truth : dict
         Its content.
+    tags_path : pathlib.Path, optional
+        ``.npz`` file with the injected component of every event, per
+        module (see :meth:`event_components`).
     """
 
     root: Path
@@ -142,7 +145,13 @@ class SimulatedObs:
         return self.root / "event_cl"
 
     def paths(self):
-        """Every file written (list of pathlib.Path, CALDB tree excluded)."""
+        """Every file written, the CALDB tree excluded.
+
+        Returns
+        -------
+        list of pathlib.Path
+            Truth, tags, event, GTI and DET1 files.
+        """
         out = [self.truth_path] + ([self.tags_path] if self.tags_path else [])
         for m in sorted(self.events):
             out += [self.events[m], self.gti[m], self.det1[m]]

@@ -53,7 +53,13 @@ def add_arguments(parser):
 
 
 def argparse_suppress():
-    """Help text that hides an option (original-tool keys accepted and ignored)."""
+    """Help text that hides an option (original-tool keys accepted and ignored).
+
+    Returns
+    -------
+    str
+        :data:`argparse.SUPPRESS`.
+    """
     import argparse
     return argparse.SUPPRESS
 

@@ -48,8 +48,19 @@ def add_arguments(parser):
 
 
 def prepare_bgdinfo(archive, obsid, clobber=False):
-    """Images, aspect histograms, instrument maps, projected images, regions, spectra and bgdinfo.json
-    of one archive observation (the demo's steps), in ``ARCHIVE/<obsid>/bgd``.
+    """Prepare the background inputs of one archive observation.
+
+    Images, aspect histograms, instrument maps, projected images, regions,
+    spectra and bgdinfo.json (the demo's steps), in ``ARCHIVE/<obsid>/bgd``.
+
+    Parameters
+    ----------
+    archive : str or os.PathLike
+        Archive folder written by ``nuskybgd simulate-archive``.
+    obsid : str
+        Observation ID (a subfolder of ``archive``).
+    clobber : bool
+        Overwrite existing files.
 
     Returns
     -------
