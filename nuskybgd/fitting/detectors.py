@@ -23,8 +23,11 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.stats import chi2
 
+from ..calib.auxil import load_ratios
 from ..errors import NuskybgdError
+from ..models.responses import apbgd_arf, energy_grid, fcxb_arf
 from .data import SpectrumData, bin_mask_from_energy, group_ids
 from .engine import fit_state
 from .folding import SpectrumResponse
@@ -32,6 +35,7 @@ from .gains import gain_values
 from .model import build_background_state
 from .nonlinear import fit_nonlinear
 from .prepare import ignore_ranges
+from .profile import profile_intervals
 from .shapes import NonlinearModel
 from .thaw import (
     apply_free_detectors,
@@ -215,7 +219,6 @@ def setup_fit(specs, weights, module_area, responses, counts, *, ratios=None, ga
     (FitState, list of SpectrumData, dict or None)
         State, engine inputs, detector carriers (``--free-detectors``).
     """
-    from ..calib.auxil import load_ratios
 
     ratios = load_ratios() if ratios is None else ratios
     state = build_background_state(specs, weights, ratios, fix_line_ratios=fix_line_ratios, fcxb_links=fcxb_links,
@@ -326,7 +329,6 @@ def fit_detectors(spectra, *, gain=None, thaw=(), free_detectors=(), emin=3.0, e
     NuskybgdError
         Bad detector names, exposures, gains, unknown ``thaw`` parameters.
     """
-    from ..models.responses import apbgd_arf, energy_grid, fcxb_arf
 
     if not spectra:
         raise NuskybgdError("no spectra given")
@@ -399,10 +401,7 @@ def fit_extended(specs, weights, module_area, spectra, arfs, ratios, info, *, st
         (detector norms, likelihood-ratio test, profile intervals); the same
         figures are in ``state.info``.
     """
-    from scipy.stats import chi2
 
-    from ..models.responses import fcxb_arf
-    from .profile import profile_intervals
 
     responses = [SpectrumResponse(s.rmf, s.exposure, apbgd_arf=a, fcxb_arf=fcxb_arf(s.module, rmf=s.rmf))
                  for s, a in zip(spectra, arfs)]

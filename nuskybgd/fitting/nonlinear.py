@@ -1,7 +1,7 @@
 """Free shapes and response gains: variable projection around the norm solver.
 
 For fixed shape parameters and gains the background model is linear in its
-norms and :func:`nuskybgd.fitting.engine.solve_blocks` finds the best norms
+norms and :func:`nuskybgd.fitting.solver.solve_blocks` finds the best norms
 exactly (a convex problem). The few nonlinear parameters ``phi`` (line
 energies and widths, apec kT/abundance, cutoffpl PhoIndex/HighECut, bknpower
 indices and break, and the per-spectrum response gain slope/offset) are
