@@ -14,11 +14,11 @@ from nuskybgd.kernels import jit
 
 PROBE = """
 import numpy as np
-import nuskybgd.sky.projection as P
+import nuskybgd.fitting.engine as E
 from numba.core import config
-img = np.zeros((6, 6)); img[2, 3] = 1.0
-out = P.circular_convolve(img, np.array([1]), np.array([-4]), np.array([0.5]))
-assert out[3, 5] == 0.5 and out.sum() == 0.5
+out = E._matvec(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([10.0, 20.0, 30.0]), np.array([2, 0]),
+                np.array([0.5, 0.0]), np.zeros(2))
+assert out[0] == 50.5 and out[1] == 130.0
 print("CACHE_DIR=" + str(config.CACHE_DIR))
 """
 

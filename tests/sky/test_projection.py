@@ -115,6 +115,20 @@ def test_circular_convolve_equals_sum_of_rolls(seed):
     np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-15)
 
 
+def test_circular_convolve_support_exact():
+    """Pixels no tap reaches are exactly 0; a non-negative result has no negative round-off."""
+    img = np.zeros((30, 40))
+    img[10:14, 38:40] = [[1.0, 1e-9], [3.0, 2.0], [0.5, 7.0], [1e3, 1.0]]
+    dy, dx, w = np.array([0, 2, -3, 2]), np.array([0, 1, 5, 1]), np.array([1.0, 1e-6, 0.25, 2.0])
+    got = P.circular_convolve(img, dy, dx, w)
+    want = sum(wi * np.roll(img, (a, b), axis=(0, 1)) for a, b, wi in zip(dy, dx, w))
+    np.testing.assert_array_equal(got == 0, want == 0)
+    assert got.min() == 0.0
+    # FFT round-off is absolute, ~1e-16 of the largest value: faint pixels keep fewer digits
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15 * want.max())
+    np.testing.assert_array_equal(P.circular_convolve(np.zeros((5, 5)), dy, dx, w), 0.0)
+
+
 @pytest.mark.parametrize("pa", [-100.0, 12.0, 200.0])
 def test_small_projection_matches_reference(pa):
     hist = np.zeros((4, 5))
