@@ -323,6 +323,10 @@ def load_sources(setup, regfiles, phafiles):
         if pha.get_rmf() is None:
             raise NuskybgdError(f"{phaf}: no RMF (RESPFILE keyword) to fold the background model through")
         m = spectrum_module(pha, str(phaf))
+        rmf = pha.get_rmf()
+        inst = str((getattr(rmf, "header", None) or {}).get("INSTRUME", "")).strip().upper()
+        if inst in ("FPMA", "FPMB") and inst != f"FPM{m}":
+            raise NuskybgdError(f"{phaf}: the spectrum is FPM{m} but its RMF {rmf.name} is {inst}")
         if m not in setup.ap:
             raise NuskybgdError(f"{phaf}: module {m} has no projected images or background spectra in "
                                 f"{setup.info.path}")

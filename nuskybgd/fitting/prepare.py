@@ -81,7 +81,7 @@ def load_spectra(paths, respfiles=None, modules=None):
         RMF, or channels that do not match the RMF.
     """
     from ..io.events import check_module
-    from ..io.fitsfile import header_file_path
+    from ..io.fitsfile import header_file_path, not_a_file_reason
     from ..io.ogip import read_pha, read_rmf, spectrum_module
 
     out = []
@@ -90,17 +90,19 @@ def load_spectra(paths, respfiles=None, modules=None):
         p = Path(p)
         pha = read_pha(p)
         module = modules[k] if modules is not None else spectrum_module(pha, str(p))
+        if modules is not None:
+            check_module(pha.header, module, p, "spectrum", f"bgdinfo detectors[{k}] is FPM{module}")
         if respfiles is not None:
             rpath = Path(respfiles[k])
             if not rpath.is_file():
-                raise NuskybgdError(f"{p}: its RMF {rpath} (respfiles) does not exist")
+                raise NuskybgdError(f"{p}: its RMF {rpath} (respfiles) {not_a_file_reason(rpath)}")
         else:
             rname = str(pha.header.get("RESPFILE", "none")).strip()
             if rname.lower() in ("", "none"):
                 raise NuskybgdError(f"{p}: no RESPFILE keyword naming the spectrum's RMF")
             rpath = header_file_path(rname, p.parent)
             if not rpath.is_file():
-                raise NuskybgdError(f"{p}: its RMF {rpath} (RESPFILE) does not exist")
+                raise NuskybgdError(f"{p}: its RMF {rpath} (RESPFILE) {not_a_file_reason(rpath)}")
         # one object per RMF file: spectra sharing it share the folds
         key = str(rpath.resolve())
         rmf = rmfs.get(key)

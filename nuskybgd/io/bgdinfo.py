@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import NuskybgdError
-from .fitsfile import check_input_file
+from .fitsfile import check_input_file, not_a_file_reason
 
 __all__ = ["BgdInfo", "load_bgdinfo", "TEMPLATE"]
 
@@ -223,7 +223,18 @@ def load_bgdinfo(path, check_files=True):
                 or not all(1 <= x <= len(bg) for x in pair) or pair[0] == pair[1]):
             raise NuskybgdError(f"{p}: fcxb_config.links[{k}] = {pair!r} must be two different spectrum "
                                 f"numbers 1..{len(bg)}")
+        if any(b == pair[1] for _, b in links):
+            raise NuskybgdError(f"{p}: fcxb_config.links[{k}] = {pair!r}: spectrum {pair[1]} is already linked "
+                                f"(each spectrum's fCXB norm can be linked to one other only)")
         links.append((pair[0], pair[1]))
+    target = dict((b, a) for a, b in links)
+    for start in target:
+        seen, s = {start}, target[start]
+        while s in target:
+            if s in seen:
+                raise NuskybgdError(f"{p}: fcxb_config.links form a cycle through spectrum {s}")
+            seen.add(s)
+            s = target[s]
     fix = d.get("intbgd_fix_line_ratios", False)
     if not isinstance(fix, bool):
         raise NuskybgdError(f"{p}: 'intbgd_fix_line_ratios' must be true or false")
@@ -250,5 +261,5 @@ def load_bgdinfo(path, check_files=True):
         for key, i, f in named:
             if not f.is_file():
                 entry = f"{key}[{i}]" if i is not None else key
-                raise NuskybgdError(f"{p}: {entry} = {f} does not exist")
+                raise NuskybgdError(f"{p}: {entry} = {f} {not_a_file_reason(f)}")
     return info

@@ -114,6 +114,26 @@ def check_input_file(path, what="file"):
     return p
 
 
+def not_a_file_reason(path):
+    """Why ``path``, which is not a regular file, cannot be read: for messages.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    str
+        ``"does not exist"``, ``"is a directory, not a file"`` or ``"is a FIFO,
+        device or socket, not a regular file"``.
+    """
+    if os.path.isdir(path):
+        return "is a directory, not a file"
+    if os.path.exists(path):
+        return "is a FIFO, device or socket, not a regular file"
+    return "does not exist"
+
+
 def fits_text(value):
     """ASCII form of a header string: non-ASCII characters percent-encoded (UTF-8).
 

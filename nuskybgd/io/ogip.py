@@ -159,7 +159,7 @@ def check_spectrum_columns(spec, path):
             bad = ~np.isin(vals, allowed)
             if np.any(bad):
                 k = int(np.argmax(bad))
-                raise NuskybgdError(f"{path}: {col} = {vals.ravel()[k]!r} in row {k + 1} is not an OGIP value "
+                raise NuskybgdError(f"{path}: {col} = {vals.ravel()[k].item()!r} in row {k + 1} is not an OGIP value "
                                     f"({', '.join(map(str, allowed))})")
     if "GROUPING" in names:
         g = np.asarray(spec.data["GROUPING"]).ravel()

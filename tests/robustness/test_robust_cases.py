@@ -507,7 +507,7 @@ def _(c, w):
     return _fit_argv(c, w, _pha_set(c, w, 0, lambda p: _edit_fits(p, 1, lambda h: h.header.set("EXPOSURE", 0.0))))
 
 
-@case("fit-grouping-invalid", r"bg\.pha: .*GROUPING")
+@case("fit-grouping-invalid", r"bg\.pha: GROUPING = 5 in row 11 is not an OGIP value")
 def _(c, w):
     def f(p):
         def g(h):
@@ -591,6 +591,46 @@ def _(c, w):
     return _fit_argv(c, w, _bgdinfo(c, w, regfiles=regs))
 
 
+@case("fit-bgdinfo-entry-directory", r"bgdinfo\.json: regfiles\[1\] = .*adir is a directory, not a file")
+def _(c, w):
+    (w / "adir").mkdir()
+    regs = [str(c["dir"] / f) for f in c["bgdinfo_dict"]["regfiles"]]
+    regs[1] = str(w / "adir")
+    return _fit_argv(c, w, _bgdinfo(c, w, regfiles=regs))
+
+
+@case("fit-bgdinfo-entry-fifo", r"bgdinfo\.json: refimgf = .*im\.fits is a FIFO, device or socket, not a regular file")
+def _(c, w):
+    os.mkfifo(w / "im.fits")
+    return _fit_argv(c, w, _bgdinfo(c, w, refimgf=str(w / "im.fits")))
+
+
+@case("fit-respfile-directory", r"bg\.pha: its RMF .*_sr\.rmf \(RESPFILE\) is a directory, not a file")
+def _(c, w):
+    def f(p):
+        rmf = w / Path(fits.getheader(p, 1)["RESPFILE"]).name
+        rmf.unlink()
+        rmf.mkdir()
+    return _fit_argv(c, w, _pha_set(c, w, 0, f))
+
+
+@case("fit-fcxb-links-cycle", r"bgdinfo\.json: fcxb_config\.links form a cycle through spectrum")
+def _(c, w):
+    return _fit_argv(c, w, _bgdinfo(c, w, fcxb_config={"links": [[1, 3], [3, 1]]}))
+
+
+@case("fit-fcxb-links-target-twice", r"bgdinfo\.json: fcxb_config\.links\[1\] = \[2, 3\]: spectrum 3 is already linked")
+def _(c, w):
+    return _fit_argv(c, w, _bgdinfo(c, w, fcxb_config={"links": [[1, 3], [2, 3]]}))
+
+
+@case("fit-detectors-vs-instrume", r"_sr_g30\.pha: spectrum is for FPMA but used for FPMB \(bgdinfo detectors\[0\] is FPMB\)")
+def _(c, w):
+    d = {"bgfiles": [str(c["pha"]["A"][0])], "detectors": ["B0"]}
+    (w / "bgdinfo.json").write_text(json.dumps(d))
+    return _fit_argv(c, w, w / "bgdinfo.json")
+
+
 # --------------------------------------------------------------------------------------------- spec
 def _spec(c, w, *extra, fit=None, reg=None, pha=None):
     return ["spec", c["bgdinfo"], fit or c["fit_json"], reg or c["reg"]["A"][0], pha or c["pha"]["A"][0],
@@ -630,6 +670,13 @@ def _(c, w):
 def _(c, w):
     os.mkfifo(w / "src.reg")
     return _spec(c, w, reg=w / "src.reg")
+
+
+@case("spec-source-rmf-other-module", r"src\.pha: the spectrum is FPMA but its RMF .*_sr\.rmf is FPMB")
+def _(c, w):
+    pha = _copy(c["pha"]["A"][0], w / "src.pha")
+    _copy(c["rmf"]["B"][0], w / Path(fits.getheader(pha, 1)["RESPFILE"]).name)
+    return _spec(c, w, pha=pha)
 
 
 @case("spec-output-is-directory", r"src\.json: output is an existing directory")
