@@ -280,7 +280,7 @@ def _(c, w):
     return ["mkimgs", c["evt"]["A"], "3", "79", "--out", w / "out" / "im.fits", "--clobber"]
 
 
-@case("mkimgs-all-nan-sky", r"")
+@case("mkimgs-all-nan-sky", r"nan\.evt: every event has a null \(NaN\) sky position X/Y")
 def _(c, w):
     p = _copy(c["evt"]["A"], w / "nan.evt")
 
