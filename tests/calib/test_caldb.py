@@ -322,6 +322,8 @@ def test_make_caldb_missing_real_files(tmp_path):
 
 def test_plain_folder_without_index(shared_caldb, caplog):
     """A folder of real CALDB files without caldb.indx: index built in memory, and logged."""
+    from nuskybgd.calib.cif import forget_folder_indexes
+    forget_folder_indexes()  # as in a new process (another test may have indexed the folder already)
     with caplog.at_level(logging.INFO, logger="nuskybgd"):
         db = Caldb(shared_caldb)
     assert db.in_memory and db.index_path == Path(shared_caldb).absolute()
