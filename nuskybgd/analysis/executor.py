@@ -31,7 +31,8 @@ import os
 
 from ..errors import NuskybgdError
 
-__all__ = ["CONNECT_TIMEOUT", "add_dask_arguments", "connect", "default_workers", "make_runner", "run_tasks"]
+__all__ = ["CONNECT_TIMEOUT", "add_dask_arguments", "connect", "default_workers", "make_runner", "probe_scheduler",
+           "run_tasks"]
 
 log = logging.getLogger("nuskybgd")
 
@@ -99,6 +100,7 @@ def connect(scheduler=None, workers=None):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).level))
 
     if scheduler:
+        probe_scheduler(scheduler)
         try:
             with dask.config.set({"distributed.comm.timeouts.connect": f"{CONNECT_TIMEOUT}s"}):
                 client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT}s", set_as_default=False)
@@ -112,6 +114,46 @@ def connect(scheduler=None, workers=None):
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                            silence_logs=logging.ERROR)
     return Client(cluster, set_as_default=False), cluster
+
+
+def probe_scheduler(scheduler, timeout=CONNECT_TIMEOUT):
+    """Fail fast when nothing listens at a TCP scheduler address.
+
+    distributed's own connect retries a refused connection until its timeout;
+    a plain TCP connection is refused at once, so an address where no
+    scheduler runs is reported without waiting.
+
+    Parameters
+    ----------
+    scheduler : str
+        Scheduler address (``tcp://host:port``, ``tls://host:port`` or
+        ``host:port``); other schemes are left to distributed.
+    timeout : float
+        Seconds to wait for the TCP connection.
+
+    Raises
+    ------
+    NuskybgdError
+        Malformed address, or no TCP answer.
+    """
+    import socket
+
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, loc = parse_address(scheduler)
+        if scheme not in ("tcp", "tls"):
+            return
+        host, port = parse_host_port(loc)
+    except (ValueError, TypeError) as exc:
+        raise NuskybgdError(f"--scheduler {scheduler}: not a scheduler address ({exc})") from None
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise NuskybgdError(f"--scheduler {scheduler}: no answer ({reason}); is 'dask scheduler' running "
+                            f"there?") from None
 
 
 def run_tasks(func, items, serial=False, workers=None, scheduler=None, desc="tasks", progress=True,

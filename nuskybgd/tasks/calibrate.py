@@ -55,6 +55,8 @@ def run(args):
     """Run ``nuskybgd calibrate``."""
     from ..analysis.calibrate import calibrate, load_manifest, load_stack_groups
     from ..analysis.executor import make_runner
+    # an external scheduler is checked before the stack is read (an unreachable one is reported at once)
+    runner = make_runner(args.serial, args.workers, args.scheduler, desc="calibrate")
     if args.manifest:
         tasks = load_manifest(args.manifest, args.rmf, emin=args.emin, emax=args.emax,
                               albedo=True if args.albedo is None else args.albedo, fit_gain=not args.fixed_gain,
@@ -62,7 +64,6 @@ def run(args):
     else:
         tasks = load_stack_groups(args.stackdir, rmf=args.rmf, emin=args.emin, emax=args.emax,
                                   albedo=bool(args.albedo), fit_gain=not args.fixed_gain, detabs_file=args.detabs)
-    runner = make_runner(args.serial, args.workers, args.scheduler, desc="calibrate")
     calibrate(tasks, args.caldir, runner=runner, clobber=args.clobber, version=args.version_label,
               plot=not args.no_plot)
     return 0

@@ -4,6 +4,9 @@ killed mid-run loses nothing; an unreachable scheduler is reported."""
 import dataclasses
 import math
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from archive_helpers import DaskProcesses, free_port
@@ -57,11 +60,42 @@ def test_serial_local_external_identical(tiny_archive, stack_dir, external, tmp_
         assert outs[name][1] == outs["serial"][1]
 
 
-def test_unreachable_scheduler(tmp_path):
+def test_unreachable_scheduler(tmp_path, monkeypatch):
+    """Nothing listens at the address: refused by the TCP probe, before distributed's retrying connect."""
+    import distributed
+
+    def no_client(*a, **k):
+        raise AssertionError("distributed.Client reached for a refused address")
+    monkeypatch.setattr(distributed, "Client", no_client)
     address = f"tcp://127.0.0.1:{free_port()}"
     assert CONNECT_TIMEOUT < 10
-    with pytest.raises(NuskybgdError, match=f"no answer within {CONNECT_TIMEOUT} s"):
+    with pytest.raises(NuskybgdError, match=r"--scheduler tcp://127\.0\.0\.1:\d+: no answer \(Connection refused\)"):
         make_runner(scheduler=address)
+
+
+@pytest.mark.parametrize("address, match", [("tcp://127.0.0.1", "missing port"), ("tcp://[::1:99", "not a scheduler")])
+def test_malformed_scheduler_address(address, match):
+    with pytest.raises(NuskybgdError, match=match):
+        make_runner(scheduler=address)
+
+
+@pytest.mark.parametrize("task", ["stack", "calibrate", "simulate-archive"])
+def test_unreachable_scheduler_cli_within_10_s(tmp_path, task):
+    """The whole command reports an unreachable scheduler in one line, before reading or writing anything."""
+    address = f"tcp://127.0.0.1:{free_port()}"
+    argv = {"stack": [str(tmp_path / "arch"), str(tmp_path / "st")],
+            "calibrate": [str(tmp_path / "st"), str(tmp_path / "cal")],
+            "simulate-archive": [str(tmp_path / "arch"), "--observations", "2"]}[task]
+    (tmp_path / "arch").mkdir()
+    (tmp_path / "st").mkdir()
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]) + os.pathsep
+               + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-m", "nuskybgd", task, *argv, "--scheduler", address],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--scheduler" in lines[0] and "no answer" in lines[0], r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["arch", "st"] and not any((tmp_path / "st").iterdir())
 
 
 def test_task_errors_propagate(external):
