@@ -40,6 +40,7 @@ from .shapes import NonlinearModel
 from .thaw import (
     apply_free_detectors,
     apply_gain,
+    apply_start,
     apply_thaw,
     detector_report,
     parse_thaw,
@@ -189,7 +190,7 @@ class DetectorFit:
 
 def setup_fit(specs, weights, module_area, responses, counts, *, ratios=None, gain=None, thaw=(),
               free_detectors=(), emin=3.0, emax=150.0, original_norms=False, fix_line_ratios=False,
-              fcxb_links=(), gain_start=(1.0, 0.0)):
+              fcxb_links=(), gain_start=(1.0, 0.0), start=None):
     """State and engine inputs for a fit.
 
     Parameters
@@ -213,6 +214,9 @@ def setup_fit(specs, weights, module_area, responses, counts, *, ratios=None, ga
         As :func:`~nuskybgd.fitting.model.build_background_state`.
     gain_start : (float, float)
         Starting slope and offset.
+    start : dict, optional
+        Starting values (and limits) of shape parameters, set last
+        (:func:`~nuskybgd.fitting.thaw.apply_start`).
 
     Returns
     -------
@@ -241,6 +245,8 @@ def setup_fit(specs, weights, module_area, responses, counts, *, ratios=None, ga
         sds.append(SpectrumData(counts=c, templates={}, ids=ids, noticed=noticed, name=str(name)))
         state.spectra[k].ignore = ignore_ranges(noticed)
     state.info["thawed"] = thawed
+    if start:
+        state.info["start"] = apply_start(state, start)
     return state, sds, carriers
 
 
@@ -286,7 +292,7 @@ def run_fit(state, sds, responses, statistic="cstat", fit=True, carriers=None, p
 
 def fit_detectors(spectra, *, gain=None, thaw=(), free_detectors=(), emin=3.0, emax=150.0, statistic="cstat",
                   original_norms=False, fit=True, caldb=None, detabs_file=None, be_file=None, ratios=None,
-                  gain_start=(1.0, 0.0), progress=None, gain_scan=None):
+                  gain_start=(1.0, 0.0), progress=None, gain_scan=None, start=None):
     """Fit the background model to whole-detector spectra.
 
     Parameters
@@ -319,6 +325,10 @@ def fit_detectors(spectra, *, gain=None, thaw=(), free_detectors=(), emin=3.0, e
         Start free gains from a coarse grid scan (default: when ``gain`` is
         ``fit`` or ``link``; the profiled statistic has several minima when
         lines are off by more than the resolution).
+    start : dict, optional
+        Starting values like XSPEC ``newpar``: ``{"intbgd:lorentz_4.LineE":
+        6.5}``, or ``(value, min)`` / ``(value, min, max)`` to set limits
+        too (:func:`~nuskybgd.fitting.thaw.apply_start`).
 
     Returns
     -------
@@ -357,7 +367,7 @@ def fit_detectors(spectra, *, gain=None, thaw=(), free_detectors=(), emin=3.0, e
     module_area = {m: [DETECTOR_AREA_PIX] * 4 for m in {s.module for s in spectra}}
     state, sds, carriers = setup_fit(specs, weights, module_area, responses, counts, ratios=ratios, gain=gain,
                                      thaw=thaw, free_detectors=free_detectors, emin=emin, emax=emax,
-                                     original_norms=original_norms, gain_start=gain_start)
+                                     original_norms=original_norms, gain_start=gain_start, start=start)
     state.info["detectors_of_spectra"] = [f"{s.module}{int(s.detector)}" for s in spectra]
     if gain_scan is None:
         gain_scan = gain in ("fit", "link")

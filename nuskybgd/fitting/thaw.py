@@ -17,6 +17,9 @@ These functions edit a background :class:`~nuskybgd.fitting.model.FitState`
   components (``--free-detectors intn,intbgd``): a region's norm is
   ``sum_k (area_r[k] / A_k) n_k``; the detector norms ``n_k`` are carried by
   the first spectrum of the module lying on detector k.
+* :func:`apply_start` sets starting values and limits (XSPEC ``newpar``):
+  ``{"intbgd:lorentz_4.LineE": 6.5}`` moves a line before its energy is
+  thawed; ``(value, min)`` or ``(value, min, max)`` also sets the limits.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from ..errors import NuskybgdError
 from ..io.state import Link
 from .gains import gain_link, gain_params, parameter_label
 
-__all__ = ["apply_free_detectors", "apply_gain", "apply_thaw", "detector_report", "parse_thaw"]
+__all__ = ["apply_free_detectors", "apply_gain", "apply_start", "apply_thaw", "detector_report", "parse_thaw"]
 
 _ITEM = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*):([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)$")
 _SHORT = re.compile(r"^(?:intbgd:)?LineE\s*>\s*([-+0-9.eE]+)$")
@@ -141,6 +144,54 @@ def apply_thaw(state, items):
             lab = parameter_label(state, src, i)
             if lab not in done:
                 done.append(lab)
+    return done
+
+
+def apply_start(state, start):
+    """Starting values (and limits) of named parameters, like XSPEC ``newpar``.
+
+    Parameters
+    ----------
+    state : FitState
+        Modified in place (every data group).
+    start : dict
+        ``SOURCE:COMPONENT.PARAM`` -> value, ``(value, min)`` or
+        ``(value, min, max)`` (hard and soft limits).
+
+    Returns
+    -------
+    list of str
+        The items set.
+
+    Raises
+    ------
+    NuskybgdError
+        Unknown parameter (as :func:`apply_thaw`), a value outside its
+        limits, or ``min >= max``.
+    """
+    done = []
+    for item, spec in (start or {}).items():
+        item = str(item).strip()
+        if not _ITEM.match(item):
+            raise NuskybgdError(f"start: '{item}' is not SOURCE:COMPONENT.PARAM (e.g. intbgd:lorentz_4.LineE)")
+        vals = tuple(spec) if isinstance(spec, (tuple, list)) else (spec,)
+        if not 1 <= len(vals) <= 3:
+            raise NuskybgdError(f"start: '{item}': give value, (value, min) or (value, min, max)")
+        value = float(vals[0])
+        for src, i in _targets(state, item):
+            p = src.params[i]
+            lo = float(vals[1]) if len(vals) > 1 else p.hard_min
+            hi = float(vals[2]) if len(vals) > 2 else p.hard_max
+            if not lo < hi or not lo <= value <= hi:
+                raise NuskybgdError(f"start: '{item}' = {value:g} with limits {lo:g}..{hi:g}")
+            if len(vals) > 1:
+                p.hard_min = lo
+                p.soft_min = max(p.soft_min, lo)
+            if len(vals) > 2:
+                p.hard_max = hi
+                p.soft_max = min(p.soft_max, hi)
+            p.value = value
+        done.append(item)
     return done
 
 
