@@ -106,5 +106,41 @@ class SpectrumData:
         ndarray, shape (n_bins,)
             Sums per bin (grouping of this spectrum).
         """
+        if self.ungrouped:
+            # one channel per bin: the sums are the values themselves (bincount
+            # adds each weight to 0.0, so this is bit for bit the same)
+            return np.array(x, dtype=float)
         return np.bincount(self.ids, weights=x, minlength=self.n_bins)
+
+    def noticed_bins(self, x):
+        """Grouped values of the noticed bins (``group(x)[noticed]``), for rows.
+
+        Parameters
+        ----------
+        x : ndarray, shape (n_chan,) or (n_chan, m)
+            Values per channel; columns are grouped separately.
+
+        Returns
+        -------
+        ndarray, shape (n_noticed,) or (n_noticed, m)
+        """
+        x = np.asarray(x)
+        if self.ungrouped:
+            return np.asarray(x[self.noticed], dtype=float)
+        if x.ndim == 1:
+            return self.group(x)[self.noticed]
+        if x.shape[1] == 0:
+            return np.zeros((int(np.count_nonzero(self.noticed)), 0))
+        return np.column_stack([self.group(x[:, j])[self.noticed] for j in range(x.shape[1])])
+
+    @property
+    def ungrouped(self):
+        """True when every channel is its own bin (``ids`` = 0, 1, 2, ...)."""
+        ids = self.ids
+        hit = self.__dict__.get("_ungrouped")
+        if hit is None or hit[0] is not ids or hit[1] != ids.size:
+            flag = bool(ids.size and ids[0] == 0 and np.all(np.diff(ids) == 1))
+            hit = (ids, ids.size, flag)
+            self.__dict__["_ungrouped"] = hit
+        return hit[2]
 

@@ -138,14 +138,14 @@ class LinearModel:
             a = np.zeros((nb, self.n_free))
             b = np.zeros(nb)
             for key, c, f, root, j in entries:
-                t = sd.group(sd.templates[key])[keep]
+                t = sd.noticed_bins(sd.templates[key])
                 if c >= 0:
                     a[:, c] += f * t
                 else:
                     b += f * root.params[j].value * t
             rows_a.append(a)
             rows_b.append(b)
-            rows_d.append(sd.group(np.asarray(sd.counts, float))[keep])
+            rows_d.append(sd.noticed_bins(np.asarray(sd.counts, float)))
             slices.append(slice(start, start + nb))
             start += nb
         return np.vstack(rows_a), np.concatenate(rows_b), np.concatenate(rows_d), slices
@@ -158,12 +158,25 @@ class LinearModel:
         list of (A_k, cols_k, b_k, d_k)
             Only the columns of free parameters that act on spectrum k.
         """
-        A, b, d, slices = self.design()
         out = []
-        for sl in slices:
-            a = A[sl]
-            cols = np.flatnonzero(np.any(a != 0, axis=0))
-            out.append((np.ascontiguousarray(a[:, cols]), cols, b[sl], d[sl]))
+        for sd, entries in zip(self.spectra, self.columns):
+            keep = sd.noticed
+            nb = int(np.count_nonzero(keep))
+            # the columns this spectrum's components feed, in ascending order
+            # (as design() with its all-zero columns dropped)
+            used = sorted({c for _, c, _, _, _ in entries if c >= 0})
+            pos = {c: j for j, c in enumerate(used)}
+            a = np.zeros((nb, len(used)))
+            b = np.zeros(nb)
+            for key, c, f, root, j in entries:
+                t = sd.noticed_bins(sd.templates[key])
+                if c >= 0:
+                    a[:, pos[c]] += f * t
+                else:
+                    b += f * root.params[j].value * t
+            nz = np.any(a != 0, axis=0)
+            cols = np.asarray(used, dtype=np.intp)[nz]
+            out.append((np.ascontiguousarray(a[:, nz]), cols, b, sd.noticed_bins(np.asarray(sd.counts, float))))
         return out
 
     def theta(self):

@@ -48,7 +48,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg
-from threadpoolctl import threadpool_limits
 
 from ..errors import NuskybgdError
 from ..kernels.gain import rebin_integrated
@@ -56,7 +55,7 @@ from .engine import LinearModel
 from .folding import SpectrumResponse, photon_spectrum
 from .gains import GAIN_NAMES, gain_link, gain_params, gain_values, parameter_label, resolve_gain
 from .shapes import NonlinearModel
-from .solver import solve_blocks, stat_parts
+from .solver import one_blas_thread, solve_blocks, stat_parts
 
 __all__ = [
     "GAIN_NAMES",
@@ -214,18 +213,20 @@ def scan_gain(nm, statistic, slopes=None, offsets=None):
     return best[1], best[2], best[0]
 
 
-def _gauss_newton(nm, lm, res, blocks, statistic, full=False):
-    """Reduced (or full) Gauss-Newton matrix and gradient at the profiled norms."""
+def _gauss_newton(nm, lm, res, blocks, statistic, full=False, derivs=None):
+    """Reduced (or full) Gauss-Newton matrix and gradient at the profiled norms.
+
+    ``derivs``: :meth:`NonlinearModel.derivatives` when already known.
+    """
     p = lm.n_free
     q = len(nm.params)
-    derivs = nm.derivatives()
+    derivs = nm.derivatives() if derivs is None else derivs
     H = np.zeros((p + q, p + q))
     g = np.zeros(p + q)
     for (A, cols, b, d), (D, qs), sd in zip(blocks, derivs, nm.spectra):
         mu = A @ res.theta[cols] + b
         _, g1, g2 = stat_parts(statistic, d, np.where(mu > 0, mu, 1e-300))
-        Db = np.column_stack([sd.group(D[:, j])[sd.noticed] for j in range(D.shape[1])]) if qs else \
-            np.zeros((len(d), 0))
+        Db = sd.noticed_bins(D) if qs else np.zeros((len(d), 0))
         X = np.hstack([A, Db])
         idx = np.concatenate([np.asarray(cols, int), p + np.asarray(qs, int)]).astype(int)
         H[np.ix_(idx, idx)] += X.T @ (X * g2[:, None])
@@ -285,7 +286,7 @@ def fit_nonlinear(state, spectra, responses, statistic="cstat", max_iter=60, tol
     # one BLAS thread: the products here are small or memory-bound, and a
     # multithreaded BLAS on a busy 2-core machine spins (measured: a 3675 x 41
     # Gram matrix 0.16 s with 2 threads at load 5, 0.001 s with one)
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         return _fit_nonlinear(state, spectra, responses, statistic, max_iter, tol, progress, gain_scan)
 
 
@@ -306,9 +307,12 @@ def _fit_nonlinear(state, spectra, responses, statistic, max_iter, tol, progress
     n_eval = 1
     lam = 1e-3
     converged = not nm.params
+    last_derivs = None
     it = 0
     for it in range(1, max_iter + 1 if nm.params else 1):
-        Hr, gp = _gauss_newton(nm, lm, res, blocks, statistic)
+        derivs = nm.derivatives()
+        last_derivs = (phi.copy(), derivs)
+        Hr, gp = _gauss_newton(nm, lm, res, blocks, statistic, derivs=derivs)
         at_lo = (phi <= lo) & (gp > 0)
         at_hi = (phi >= hi) & (gp < 0)
         act = ~(at_lo | at_hi)
@@ -364,7 +368,11 @@ def _fit_nonlinear(state, spectra, responses, statistic, max_iter, tol, progress
     nm.precise = True
     nm.set_values(phi)
     lm, res, blocks = _profile(nm, statistic, res.theta)
-    H, _ = _gauss_newton(nm, lm, res, blocks, statistic, full=True)
+    # the Jacobian of the last iteration when it was taken at this phi (its
+    # norms differ from the float64 re-solve by ~1e-7 relative, the precision
+    # of its float32 folds)
+    derivs = last_derivs[1] if last_derivs is not None and np.array_equal(last_derivs[0], phi) else None
+    H, _ = _gauss_newton(nm, lm, res, blocks, statistic, full=True, derivs=derivs)
     p, q = lm.n_free, len(nm.params)
     live = np.concatenate([np.isfinite(res.errors), np.ones(q, bool)])
     cov = np.full((p + q, p + q), np.nan)

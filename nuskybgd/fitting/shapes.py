@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import NuskybgdError
 from ..kernels.gain import MIN_PHOTON_ENERGY, gain_energies
 from ..models.apec import DOWNLOAD_COMMAND, TemplateSpectrum, apec_source
-from .folding import COMPONENT_CLASSES, edge_derivative, fold_jobs, photon_spectra, photon_spectrum
+from .folding import COMPONENT_CLASSES, fold_jobs, photon_density, photon_spectra, photon_spectrum
 from .gains import GAIN_NAMES, gain_values, parameter_label, resolve_gain
 from .model import norm_template_key
 
@@ -128,6 +128,7 @@ class NonlinearModel:
                 raise NuskybgdError(f"free parameter {lab} does not change any spectrum's model")
         self.precise = False
         self._cache = [{} for _ in spectra]
+        self._photons = [{} for _ in spectra]
         for sd in spectra:
             sd.templates = dict(sd.templates) if sd.templates is not None else {}
 
@@ -187,8 +188,21 @@ class NonlinearModel:
         r = self.responses[k]
         lo, hi = gain_energies(r.energ_lo, r.energ_hi, *gain)
         rmf, diag = [], []
-        spec = photon_spectra([(comp.ctype, shape) for comp, shape, _ in items], lo, hi)
+        # photon spectra at the same shape and gain are reused (the float64
+        # re-fold at the solution repeats the last float32 one)
+        spec = [None] * len(items)
+        for j, (comp, shape, _) in enumerate(items):
+            hit = self._photons[k].get(comp.key)
+            if hit is not None and hit[0] == (shape, gain):
+                spec[j] = hit[1]
+        todo = [j for j, sp in enumerate(spec) if sp is None]
+        if todo:
+            new = photon_spectra([(items[j][0].ctype, items[j][1]) for j in todo], lo, hi)
+            for j, sp in zip(todo, new):
+                spec[j] = sp
         for (comp, shape, weight), sp in zip(items, spec):
+            # kept for derivatives() (a line's own spectrum) and the next refresh
+            self._photons[k][comp.key] = ((shape, gain), sp)
             row = weight * sp * r.area[comp.arf]
             (diag if comp.resp == "diag" else rmf).append(row)
         return rmf, diag
@@ -201,7 +215,7 @@ class NonlinearModel:
         int
             Number of templates folded (0 when nothing changed).
         """
-        jobs, todos = [], {}
+        todos = {}
         for k, comps in enumerate(self.comps):
             gain = self._gain(k)
             todo = []
@@ -212,18 +226,25 @@ class NonlinearModel:
             if not todo:
                 continue
             todo = [x for x in todo if x[0].resp != "diag"] + [x for x in todo if x[0].resp == "diag"]
-            rr, dr = self._rows(k, [(c, key[0], 1.0) for c, key in todo], gain)
-            jobs.append((k, rr, dr))
-            todos[k] = todo
+            todos[k] = (todo, gain)
+
+        jobs = [(k, *self._rows(k, [(c, key[0], 1.0) for c, key in todo], gain)) for k, (todo, gain) in todos.items()]
         folded = fold_jobs(self.responses, jobs, self.precise)
         n = 0
-        for k, todo in todos.items():
+        for k, (todo, _) in todos.items():
             a, b = folded[k]
             for (c, key), t in zip(todo, list(a) + list(b)):
                 self._cache[k][c.key] = (key, t)
                 self.spectra[k].templates[c.key] = t
             n += len(todo)
         return n
+
+    def _photon(self, k, comp, shape, gain, lo, hi):
+        """Photon spectrum of one component (from the last refresh when it matches)."""
+        hit = self._photons[k].get(comp.key)
+        if hit is not None and hit[0] == (shape, gain):
+            return hit[1]
+        return photon_spectrum(comp.ctype, shape, lo, hi)
 
     def derivatives(self, step=None):
         """Derivatives of the predicted counts per channel with respect to the nonlinear parameters.
@@ -241,77 +262,29 @@ class NonlinearModel:
         -------
         list of (ndarray (n_chan, q_k), list of int)
             Per spectrum: derivative columns and the parameter indices they belong to.
+
+        Notes
+        -----
+        Per spectrum, the densities at the shifted bin edges of every
+        component with an analytic density are computed once and summed
+        with their norms and areas: a gain moves every edge at the same
+        velocity whatever the component, so each gain column is
+        ``sum_c (n_c A_c f_c(E_hi)) dE_hi - sum_c (n_c A_c f_c(E_lo)) dE_lo``.
         """
         phi = self.values()
-        h = np.array([self.step(q, v) for q, v in enumerate(phi)]) if step is None else step
-        per = [{} for _ in self.spectra]   # k -> q -> [rmf row, diag row]
+        if step is None:
+            b_lo, b_hi = self.bounds()
+            h = np.array([self._step(q, v, b_lo, b_hi) for q, v in enumerate(phi)])
+        else:
+            h = step
+        by_k = [[] for _ in self.spectra]
         for q, deps in enumerate(self.deps):
             for k, c, pos, f in deps:
-                r = self.responses[k]
-                n_e = r.energ_lo.size
-                acc = per[k].setdefault(q, [np.zeros(n_e), np.zeros(n_e)])
-                gain = self._gain(k)
-                comps = self.comps[k] if c < 0 else [self.comps[k][c]]
-                comps = [cp for cp in comps if float(cp.norm[0].params[cp.norm[1]].value) != 0.0]
-                if not comps:
-                    continue
-                lo, hi = gain_energies(r.energ_lo, r.energ_hi, *gain)
-                rows = []
-                if c < 0:
-                    # edges E/slope - offset: d/d slope = -E/slope^2, d/d offset = -1
-                    a_ = gain[0]
-                    dlo = -r.energ_lo / a_ ** 2 * f if pos == 0 else np.full(lo.size, -f)
-                    dhi = -r.energ_hi / a_ ** 2 * f if pos == 0 else np.full(lo.size, -f)
-                    fd = []
-                    lines = [cp for cp in comps if cp.ctype == "lorentz" and self._shape(cp)[1] > 0]
-                    if lines:
-                        # every line at once: densities at both edges, (n_lines, n_energy)
-                        sh = np.array([self._shape(cp) for cp in lines])
-                        e0, w = sh[:, :1], sh[:, 1:]
-                        nrm = (2.0 / w) / (0.5 * np.pi + np.arctan(2.0 * e0 / w))
-                        dens_hi = nrm / (1.0 + (2.0 * (np.maximum(hi, MIN_PHOTON_ENERGY) - e0) / w) ** 2)
-                        dens_lo = nrm / (1.0 + (2.0 * (np.maximum(lo, MIN_PHOTON_ENERGY) - e0) / w) ** 2)
-                        dl = dens_hi * dhi - dens_lo * dlo
-                        dl[:, hi <= MIN_PHOTON_ENERGY] = 0.0
-                        rows += list(zip(lines, dl))
-                    line_ids = {id(cp) for cp in lines}
-                    for cp in comps:
-                        if id(cp) in line_ids:
-                            continue
-                        dv = edge_derivative(cp.ctype, self._shape(cp), lo, hi, dlo, dhi)
-                        if dv is None:
-                            fd.append(cp)
-                        else:
-                            rows.append((cp, dv))
-                    if fd:   # apec (tabulated): central differences
-                        g1, g0 = list(gain), list(gain)
-                        g1[pos] += f * h[q]
-                        g0[pos] -= f * h[q]
-                        items = [(cp.ctype, self._shape(cp)) for cp in fd]
-                        s1 = photon_spectra(items, *gain_energies(r.energ_lo, r.energ_hi, *g1))
-                        s0 = photon_spectra(items, *gain_energies(r.energ_lo, r.energ_hi, *g0))
-                        rows += [(cp, (a1 - a0) / (2.0 * h[q])) for cp, a1, a0 in zip(fd, s1, s0)]
-                else:
-                    cp = comps[0]
-                    shape = list(self._shape(cp))
-                    dv = None
-                    if cp.ctype == "lorentz" and pos == 0 and shape[1] > 0:
-                        # a line moves over fixed edges; its normalisation over E > 0 changes slightly
-                        e0, w = shape
-                        dv = -edge_derivative("lorentz", shape, lo, hi, np.ones(lo.size), np.ones(lo.size))
-                        base = photon_spectrum("lorentz", shape, lo, hi)
-                        dv -= base * (2.0 / w) / (1.0 + (2.0 * e0 / w) ** 2) / (0.5 * np.pi + np.arctan(2 * e0 / w))
-                        dv *= f
-                    if dv is None:
-                        sh1, sh0 = list(shape), list(shape)
-                        sh1[pos] += f * h[q]
-                        sh0[pos] -= f * h[q]
-                        dv = (photon_spectrum(cp.ctype, sh1, lo, hi) - photon_spectrum(cp.ctype, sh0, lo, hi)) \
-                            / (2.0 * h[q])
-                    rows.append((cp, dv))
-                for cp, dv in rows:
-                    norm = float(cp.norm[0].params[cp.norm[1]].value)
-                    acc[1 if cp.resp == "diag" else 0] += norm * dv * r.area[cp.arf]
+                by_k[k].append((q, c, pos, f))
+        per = [{} for _ in self.spectra]   # k -> q -> [rmf row, diag row]
+        for k, items in enumerate(by_k):
+            if items:
+                self._spectrum_derivatives(k, items, h, per[k])
         jobs = []
         for k, d in enumerate(per):
             qs = sorted(d)
@@ -330,6 +303,122 @@ class NonlinearModel:
             out.append(((a + b).T.copy(), qs))
         return out
 
+    def _spectrum_derivatives(self, k, items, h, acc_k):
+        """Photon-space derivative rows of spectrum ``k`` for its (q, comp, pos, factor) items."""
+        r = self.responses[k]
+        n_e = r.energ_lo.size
+        comps = self.comps[k]
+        gain = self._gain(k)
+        lo, hi = gain_energies(r.energ_lo, r.energ_hi, *gain)
+        shapes = [self._shape(cp) for cp in comps]
+        norms = [float(cp.norm[0].params[cp.norm[1]].value) for cp in comps]
+        live = [ci for ci in range(len(comps)) if norms[ci] != 0.0]
+        below = hi <= MIN_PHOTON_ENERGY
+        contiguous = bool(np.array_equal(lo[1:], hi[:-1]))
+        cache = {}
+
+        def line_densities():
+            # lines of non-zero width and norm: densities at both edges, (n_lines, n_energy)
+            if "lines" not in cache:
+                idx = [ci for ci in live if comps[ci].ctype == "lorentz" and shapes[ci][1] > 0]
+                if idx:
+                    sh = np.array([shapes[ci] for ci in idx])
+                    e0, w = sh[:, :1], sh[:, 1:]
+                    nrm = (2.0 / w) / (0.5 * np.pi + np.arctan(2.0 * e0 / w))
+                    if contiguous:
+                        # shared edges: one evaluation per edge
+                        edges = np.concatenate([lo[:1], hi])
+                        d_e = nrm / (1.0 + (2.0 * (np.maximum(edges, MIN_PHOTON_ENERGY) - e0) / w) ** 2)
+                        d_hi, d_lo = d_e[:, 1:], d_e[:, :-1]
+                    else:
+                        d_hi = nrm / (1.0 + (2.0 * (np.maximum(hi, MIN_PHOTON_ENERGY) - e0) / w) ** 2)
+                        d_lo = nrm / (1.0 + (2.0 * (np.maximum(lo, MIN_PHOTON_ENERGY) - e0) / w) ** 2)
+                else:
+                    d_hi = d_lo = np.zeros((0, n_e))
+                cache["lines"] = ({ci: j for j, ci in enumerate(idx)}, d_hi, d_lo)
+            return cache["lines"]
+
+        def weighted_densities():
+            # sum over components with a density of norm x area x density at
+            # both edges, per response; the others (apec) for differences
+            if "weighted" not in cache:
+                where, d_hi, d_lo = line_densities()
+                wh = [np.zeros(n_e), np.zeros(n_e)]
+                wl = [np.zeros(n_e), np.zeros(n_e)]
+                groups = {}
+                for ci, jl in where.items():
+                    groups.setdefault((comps[ci].resp, comps[ci].arf), []).append((ci, jl))
+                for (resp, arf), mem in groups.items():
+                    nl = np.zeros(d_hi.shape[0])
+                    for ci, jl in mem:
+                        nl[jl] = norms[ci]
+                    j = 1 if resp == "diag" else 0
+                    wh[j] += (nl @ d_hi) * r.area[arf]
+                    wl[j] += (nl @ d_lo) * r.area[arf]
+                fd = []
+                for ci in live:
+                    if ci in where:
+                        continue
+                    cp = comps[ci]
+                    f_hi = photon_density(cp.ctype, shapes[ci], hi)
+                    if f_hi is None:
+                        fd.append(ci)
+                        continue
+                    f_lo = photon_density(cp.ctype, shapes[ci], lo)
+                    j = 1 if cp.resp == "diag" else 0
+                    wgt = norms[ci] * r.area[cp.arf]
+                    wh[j] += wgt * f_hi
+                    wl[j] += wgt * f_lo
+                cache["weighted"] = (wh, wl, fd)
+            return cache["weighted"]
+
+        for q, c, pos, f in items:
+            acc = acc_k.setdefault(q, [np.zeros(n_e), np.zeros(n_e)])
+            if c < 0:
+                if not live:
+                    continue
+                # edges E/slope - offset: d/d slope = -E/slope^2, d/d offset = -1
+                a_ = gain[0]
+                dlo = -r.energ_lo / a_ ** 2 * f if pos == 0 else np.full(n_e, -f)
+                dhi = -r.energ_hi / a_ ** 2 * f if pos == 0 else np.full(n_e, -f)
+                wh, wl, fd = weighted_densities()
+                for j in (0, 1):
+                    dv = wh[j] * dhi - wl[j] * dlo
+                    dv[below] = 0.0
+                    acc[j] += dv
+                if fd:   # apec (tabulated), zero-width lines: central differences
+                    g1, g0 = list(gain), list(gain)
+                    g1[pos] += f * h[q]
+                    g0[pos] -= f * h[q]
+                    sel = [comps[ci] for ci in fd]
+                    its = [(cp.ctype, shapes[ci]) for cp, ci in zip(sel, fd)]
+                    s1 = photon_spectra(its, *gain_energies(r.energ_lo, r.energ_hi, *g1))
+                    s0 = photon_spectra(its, *gain_energies(r.energ_lo, r.energ_hi, *g0))
+                    for cp, ci, a1, a0 in zip(sel, fd, s1, s0):
+                        acc[1 if cp.resp == "diag" else 0] += norms[ci] * ((a1 - a0) / (2.0 * h[q])) * r.area[cp.arf]
+                continue
+            if norms[c] == 0.0:
+                continue
+            cp = comps[c]
+            shape = list(shapes[c])
+            dv = None
+            if cp.ctype == "lorentz" and pos == 0 and shape[1] > 0:
+                # a line moves over fixed edges; its normalisation over E > 0 changes slightly
+                e0, w = shape
+                where, d_hi, d_lo = line_densities()
+                dv = -(d_hi[where[c]] - d_lo[where[c]])
+                dv[below] = 0.0
+                base = self._photon(k, cp, shapes[c], gain, lo, hi)
+                dv -= base * (2.0 / w) / (1.0 + (2.0 * e0 / w) ** 2) / (0.5 * np.pi + np.arctan(2 * e0 / w))
+                dv *= f
+            if dv is None:
+                sh1, sh0 = list(shape), list(shape)
+                sh1[pos] += f * h[q]
+                sh0[pos] -= f * h[q]
+                dv = (photon_spectrum(cp.ctype, sh1, lo, hi) - photon_spectrum(cp.ctype, sh0, lo, hi)) \
+                    / (2.0 * h[q])
+            acc[1 if cp.resp == "diag" else 0] += norms[c] * dv * r.area[cp.arf]
+
     def step(self, q, v):
         """Central-difference step of one nonlinear parameter.
 
@@ -346,12 +435,15 @@ class NonlinearModel:
             Step, in the parameter's units (keV for line energies and gain
             offsets), kept inside the hard limits where possible.
         """
+        lo, hi = self.bounds()
+        return self._step(q, v, lo, hi)
+
+    def _step(self, q, v, lo, hi):
         p = self.params[q]
         if p[0] == "gain":
             h = 1e-5 if p[2] == 0 else 1e-4
         else:
             h = max(1e-5 * abs(v), 1e-6)
-        lo, hi = self.bounds()
         # keep both evaluations inside the hard limits where possible
         room = min(v - lo[q], hi[q] - v)
         if room > 0:

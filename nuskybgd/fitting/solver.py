@@ -17,12 +17,30 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.linalg
 import scipy.optimize
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ..errors import NuskybgdError
 from ..kernels.jit import njit
 
-__all__ = ["UPPER_LIMIT_DELTA", "FitResult", "chi2_datavar", "cstat", "solve", "solve_blocks", "stat_parts"]
+__all__ = ["UPPER_LIMIT_DELTA", "FitResult", "chi2_datavar", "cstat", "one_blas_thread", "solve", "solve_blocks",
+           "stat_parts"]
+
+_CONTROLLER = []
+
+
+def one_blas_thread():
+    """Context manager limiting BLAS to one thread (threadpoolctl).
+
+    Returns
+    -------
+    context manager
+        ``ThreadpoolController.limit(limits=1, user_api="blas")`` of a
+        controller made once (``threadpool_limits`` scans the loaded
+        libraries on every call: 2 ms, several times per fit).
+    """
+    if not _CONTROLLER:
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0].limit(limits=1, user_api="blas")
 
 
 def cstat(d, mu):
@@ -233,7 +251,7 @@ def solve_blocks(blocks, p, theta0, lower=None, statistic="cstat", tol=1e-8, max
     # one BLAS thread: the products are small, and a multithreaded BLAS on a
     # busy machine spins (10 s against 0.2 s for the benchmark fit at load 7
     # on 2 cores, with the previous numba kernel as the single-thread answer)
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         return _solve_blocks(blocks, p, theta0, lower, statistic, tol, max_iter, upper)
 
 
@@ -271,7 +289,7 @@ def _solve_blocks(blocks, p, theta0, lower, statistic, tol, max_iter, upper):
         start = 0
         for A, cols, _, d in bl:
             n = len(d)
-            # one BLAS thread (threadpool_limits around the solve): a few
+            # one BLAS thread (one_blas_thread around the solve): a few
             # thousand bins x ~33 columns per block
             H[np.ix_(cols, cols)] += A.T @ (A * g2[start:start + n, None])
             grad[cols] += A.T @ g1[start:start + n]
