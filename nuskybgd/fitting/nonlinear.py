@@ -122,10 +122,15 @@ class NonlinearFit:
     n_norms: int = 0
 
 
-def _profile(nm, statistic, theta0):
-    """Solve the norms for the current shapes; returns (LinearModel, FitResult, blocks)."""
+def _profile(nm, statistic, theta0, lm=None):
+    """Solve the norms for the current shapes; returns (LinearModel, FitResult, blocks).
+
+    ``lm``: the LinearModel of an earlier call, reused (the free norms and
+    links do not change during a fit; values are read when used).
+    """
     nm.refresh()
-    lm = LinearModel(nm.state, nm.spectra, allow_shapes=True)
+    if lm is None:
+        lm = LinearModel(nm.state, nm.spectra, allow_shapes=True)
     blocks = lm.design_blocks()
     res = solve_blocks(blocks, lm.n_free, lm.theta() if theta0 is None else theta0, lower=lm.lower_bounds(),
                        upper=lm.upper_bounds(), statistic=statistic, tol=1e-9)
@@ -342,7 +347,7 @@ def _fit_nonlinear(state, spectra, responses, statistic, max_iter, tol, progress
             trial = np.clip(phi + step, lo, hi)
             saved = (lm, res, blocks)
             nm.set_values(trial)
-            lm_n, res_n, blocks_n = _profile(nm, statistic, res.theta)
+            lm_n, res_n, blocks_n = _profile(nm, statistic, res.theta, lm)
             n_eval += 1
             if res_n.statistic < f:
                 phi, f = trial, res_n.statistic
@@ -367,7 +372,7 @@ def _fit_nonlinear(state, spectra, responses, statistic, max_iter, tol, progress
     # final: float64 folds, norms re-solved, covariance of everything
     nm.precise = True
     nm.set_values(phi)
-    lm, res, blocks = _profile(nm, statistic, res.theta)
+    lm, res, blocks = _profile(nm, statistic, res.theta, lm)
     # the Jacobian of the last iteration when it was taken at this phi (its
     # norms differ from the float64 re-solve by ~1e-7 relative, the precision
     # of its float32 folds)
