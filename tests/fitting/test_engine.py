@@ -206,3 +206,20 @@ def test_errors_match_sherpa_covariance():
     est = fit.est_errors()
     np.testing.assert_allclose(est.parmaxes, ours.errors, rtol=2e-2)
     assert fit.calc_stat() == pytest.approx(ours.statistic, rel=1e-9)
+
+
+def test_solve_blocks_frees_a_norm_started_near_zero():
+    # a norm left at ~1e-20 by an earlier solve (not at its bound) must still
+    # reach its optimum: scaling by the start value alone froze it there
+    rng = np.random.default_rng(3)
+    n = 400
+    e = np.linspace(3, 80, n)
+    A = np.column_stack([1e3 * e ** -1.3, 50.0 * np.exp(-0.5 * ((e - 30) / 2.0) ** 2),
+                         20.0 * np.exp(-0.5 * ((e - 50) / 3.0) ** 2)])
+    truth = np.array([1.0, 1.0, 1.0])
+    d = rng.poisson(A @ truth).astype(float)
+    ref = solve(A, np.zeros(n), d, truth, statistic="cstat", tol=1e-10)
+    stuck = solve(A, np.zeros(n), d, np.array([1.0, 1.0, 1e-20]), statistic="cstat", tol=1e-10)
+    assert ref.theta[2] > 0.5
+    assert stuck.statistic == pytest.approx(ref.statistic, abs=1e-6)
+    np.testing.assert_allclose(stuck.theta, ref.theta, rtol=1e-5)
