@@ -272,11 +272,18 @@ class NonlinearModel:
         ``sum_c (n_c A_c f_c(E_hi)) dE_hi - sum_c (n_c A_c f_c(E_lo)) dE_lo``.
         """
         phi = self.values()
+        b_lo, b_hi = self.bounds()
         if step is None:
-            b_lo, b_hi = self.bounds()
             h = np.array([self._step(q, v, b_lo, b_hi) for q, v in enumerate(phi)])
         else:
-            h = step
+            h = np.asarray(step, dtype=float)
+        # one-sided differences at a hard limit: never evaluate outside it
+        # (e.g. a line width or a break energy that ran to its minimum)
+        up = np.where(phi + h <= b_hi, h, 0.0)
+        down = np.where(phi - h >= b_lo, h, 0.0)
+        both = (up == 0.0) & (down == 0.0)
+        up[both], down[both] = h[both], h[both]   # limits closer than h on both sides: central
+        h = (up, down)
         by_k = [[] for _ in self.spectra]
         for q, deps in enumerate(self.deps):
             for k, c, pos, f in deps:
@@ -388,14 +395,15 @@ class NonlinearModel:
                     acc[j] += dv
                 if fd:   # apec (tabulated), zero-width lines: central differences
                     g1, g0 = list(gain), list(gain)
-                    g1[pos] += f * h[q]
-                    g0[pos] -= f * h[q]
+                    g1[pos] += f * h[0][q]
+                    g0[pos] -= f * h[1][q]
                     sel = [comps[ci] for ci in fd]
                     its = [(cp.ctype, shapes[ci]) for cp, ci in zip(sel, fd)]
                     s1 = photon_spectra(its, *gain_energies(r.energ_lo, r.energ_hi, *g1))
                     s0 = photon_spectra(its, *gain_energies(r.energ_lo, r.energ_hi, *g0))
                     for cp, ci, a1, a0 in zip(sel, fd, s1, s0):
-                        acc[1 if cp.resp == "diag" else 0] += norms[ci] * ((a1 - a0) / (2.0 * h[q])) * r.area[cp.arf]
+                        acc[1 if cp.resp == "diag" else 0] += norms[ci] * ((a1 - a0) / (h[0][q] + h[1][q])) \
+                            * r.area[cp.arf]
                 continue
             if norms[c] == 0.0:
                 continue
@@ -413,10 +421,10 @@ class NonlinearModel:
                 dv *= f
             if dv is None:
                 sh1, sh0 = list(shape), list(shape)
-                sh1[pos] += f * h[q]
-                sh0[pos] -= f * h[q]
+                sh1[pos] += f * h[0][q]
+                sh0[pos] -= f * h[1][q]
                 dv = (photon_spectrum(cp.ctype, sh1, lo, hi) - photon_spectrum(cp.ctype, sh0, lo, hi)) \
-                    / (2.0 * h[q])
+                    / (h[0][q] + h[1][q])
             acc[1 if cp.resp == "diag" else 0] += norms[c] * dv * r.area[cp.arf]
 
     def step(self, q, v):

@@ -190,3 +190,35 @@ def test_short_thaw_form_frees_lines_above_energy(rmf):
     energies = [src.params[src.index(1, 5 + 3 * k)].value for k in range(29)]
     assert len(done) == sum(e > 100 for e in energies) > 0
     assert all(lab.endswith(".LineE") for lab in done)
+
+
+def test_derivatives_at_hard_limit_are_one_sided(rmf):
+    """Thawed line widths at their hard minimum 0 (a zero-width line) and at their hard maximum: the
+    numerical derivative steps inward only (a width < 0 is an error) and equals a one-sided difference."""
+    state, sds, resp = make(rmf, dets=("A0",), thaw="intbgd:lorentz_5.Width,intbgd:lorentz_8.Width")
+    nm = NonlinearModel(state, sds, resp)
+    nm.precise = True
+    lo, hi = nm.bounds()
+    phi = nm.values()
+    qw, qb = nm.labels.index("intbgd:lorentz_5.Width"), nm.labels.index("intbgd:lorentz_8.Width")
+    phi[qw], phi[qb] = lo[qw], hi[qb]
+    nm.set_values(phi)
+    nm.refresh()
+    (D, qs), = nm.derivatives()
+    assert np.all(np.isfinite(D))
+    for q in (qw, qb):
+        h = nm.step(q, phi[q])
+        mus = []
+        inward = h if q == qw else -h
+        for x_q in (phi[q] + inward, phi[q]):
+            x = phi.copy()
+            x[q] = x_q
+            nm.set_values(x)
+            nm.refresh()
+            mus.append(LinearModel(state, sds, allow_shapes=True).predicted_counts(0))
+        nm.set_values(phi)
+        fd = (mus[0] - mus[1]) / inward
+        j = qs.index(q)
+        big = np.abs(fd) > 1e-3 * np.abs(fd).max()
+        assert big.any()
+        assert D[big, j] == pytest.approx(fd[big], rel=2e-3, abs=1e-6 * np.abs(fd).max()), nm.labels[q]
