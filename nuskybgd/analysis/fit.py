@@ -291,7 +291,7 @@ def prepare_fit(info, emin=3.0, emax=150.0, original_norms=False, statistic="cst
 
 
 def run_fit(problem, statistic="cstat", no_fit=False, gain=None, thaw=None, free_detectors=None, errors=None,
-            gain_start=None):
+            gain_start=None, start=None):
     """Build the model state and fit it (in memory; nothing is written).
 
     Parameters
@@ -315,6 +315,10 @@ def run_fit(problem, statistic="cstat", no_fit=False, gain=None, thaw=None, free
     gain_start : str or (float, float), optional
         ``"SLOPE,OFFSET"`` or a pair (slope, offset keV): the starting gain
         of every spectrum; the gain stays fixed there without ``gain``.
+    start : str or dict, optional
+        Starting values and limits of named parameters (XSPEC ``newpar``):
+        ``"SOURCE:COMPONENT.PARAM=VALUE[:MIN[:MAX]],..."`` or a dict, see
+        :func:`parse_start`.
 
     Returns
     -------
@@ -332,13 +336,15 @@ def run_fit(problem, statistic="cstat", no_fit=False, gain=None, thaw=None, free
     ratios = problem.ratios if problem.ratios is not None else load_ratios()
     if gain_start is not None:
         gain_start = parse_gain_start(gain_start)
-    nonlinear = bool(gain or thaw or free_detectors or info.detectors or errors or gain_start)
+    if isinstance(start, str):
+        start = parse_start(start)
+    nonlinear = bool(gain or thaw or free_detectors or info.detectors or errors or gain_start or start)
     extra = []
     if nonlinear:
         state, model, result, extra = fit_extended(
             problem.specs, weights, problem.module_area, spectra, problem.arfs, ratios, info, statistic=statistic,
             fit=not no_fit, emin=problem.emin, emax=problem.emax, original_norms=problem.original_norms, gain=gain,
-            thaw=thaw, free_detectors=free_detectors, errors=errors, gain_start=gain_start)
+            thaw=thaw, free_detectors=free_detectors, errors=errors, gain_start=gain_start, start=start)
     else:
         state = build_background_state(problem.specs, weights, ratios, fix_line_ratios=info.intbgd_fix_line_ratios,
                                        fcxb_links=info.fcxb_links, original_norms=problem.original_norms,
@@ -469,7 +475,7 @@ def write_fit(outputs, problem, savefile="bgdparams", plot=True, clobber=False, 
 
 def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=False, emin=3.0, emax=150.0,
                    original_norms=False, clobber=False, plot=True, caldb=None, gain=None, thaw=None,
-                   free_detectors=None, errors=None, detabs=None, calibration=None, gain_start=None):
+                   free_detectors=None, errors=None, detabs=None, calibration=None, gain_start=None, start=None):
     """Fit the background model of a bgdinfo.json file and write the outputs.
 
     Parameters
@@ -493,7 +499,7 @@ def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=Fals
         Write NAME.png.
     caldb : str or Caldb, optional
         CALDB for the apbgd ARFs (default ``$CALDB``).
-    gain, thaw, free_detectors, errors, gain_start
+    gain, thaw, free_detectors, errors, gain_start, start
         Nonlinear fit options, see :func:`run_fit`.
     detabs : str, optional
         DETABS file for the apbgd ARFs.
@@ -518,6 +524,8 @@ def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=Fals
         raise NuskybgdError(f"--statistic {statistic}: use cstat or chi")
     if gain_start is not None:
         gain_start = parse_gain_start(gain_start)
+    if isinstance(start, str):
+        start = parse_start(start)
     info = bgdinfo if isinstance(bgdinfo, BgdInfo) else load_bgdinfo(bgdinfo)
     names = output_names(savefile, len(info.bgfiles), plot)
     all_paths = [names[k] for k in ("xcm", "json", "sherpa", "log", "png") if names[k] is not None] + names["arfs"]
@@ -526,7 +534,7 @@ def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=Fals
     problem = prepare_fit(info, emin, emax, original_norms, statistic, caldb, outdir, names["arfs"], detabs,
                           calibration)
     outputs = run_fit(problem, statistic, no_fit, gain=gain, thaw=thaw, free_detectors=free_detectors,
-                      errors=errors, gain_start=gain_start)
+                      errors=errors, gain_start=gain_start, start=start)
     write_fit(outputs, problem, savefile, plot, clobber, no_fit, t_start)
     return outputs
 
@@ -559,3 +567,44 @@ def parse_gain_start(text):
         except ValueError:
             raise NuskybgdError(f"--gain-start {text}: expected two numbers SLOPE,OFFSET") from None
     return check_gain(text[0], text[1], "--gain-start")
+
+
+def parse_start(text):
+    """Parse ``--start``: starting values and limits of named parameters (XSPEC ``newpar``).
+
+    Parameters
+    ----------
+    text : str
+        Comma-separated ``SOURCE:COMPONENT.PARAM=VALUE[:MIN[:MAX]]``, e.g.
+        ``intbgd:lorentz_4.LineE=6.4,intbgd:lorentz_4.Width=0.3:0.02``
+        (values and limits in the parameter's units, keV for energies).
+
+    Returns
+    -------
+    dict
+        Item -> value, ``(value, min)`` or ``(value, min, max)``, for
+        :func:`nuskybgd.fitting.thaw.apply_start`.
+
+    Raises
+    ------
+    NuskybgdError
+        An entry without ``=``, or values that are not numbers.
+    """
+    out = {}
+    for entry in (e.strip() for e in str(text).split(",")):
+        if not entry:
+            continue
+        item, sep, vals = entry.partition("=")
+        if not sep or not item.strip() or not vals.strip():
+            raise NuskybgdError(f"--start {entry}: expected SOURCE:COMPONENT.PARAM=VALUE[:MIN[:MAX]] "
+                                f"(e.g. intbgd:lorentz_4.LineE=6.4)")
+        try:
+            nums = tuple(float(v) for v in vals.split(":"))
+        except ValueError:
+            raise NuskybgdError(f"--start {entry}: VALUE[:MIN[:MAX]] must be numbers") from None
+        if not 1 <= len(nums) <= 3 or not all(n == n and abs(n) != float("inf") for n in nums):
+            raise NuskybgdError(f"--start {entry}: give VALUE, VALUE:MIN or VALUE:MIN:MAX (finite numbers)")
+        out[item.strip()] = nums[0] if len(nums) == 1 else nums
+    if not out:
+        raise NuskybgdError("--start: no SOURCE:COMPONENT.PARAM=VALUE given")
+    return out

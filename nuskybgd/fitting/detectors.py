@@ -377,7 +377,7 @@ def fit_detectors(spectra, *, gain=None, thaw=(), free_detectors=(), emin=3.0, e
 
 def fit_extended(specs, weights, module_area, spectra, arfs, ratios, info, *, statistic="cstat", fit=True,
                  emin=3.0, emax=150.0, original_norms=False, gain=None, thaw=None, free_detectors=None,
-                 errors=None, progress=None, gain_start=None):
+                 errors=None, progress=None, gain_start=None, start=None):
     """The ``nuskybgd fit`` run with gains, thawed shapes or per-detector norms.
 
     Parameters
@@ -403,6 +403,9 @@ def fit_extended(specs, weights, module_area, spectra, arfs, ratios, info, *, st
     gain_start : (float, float), optional
         Starting gain (slope, offset keV) of every spectrum: fixed without
         ``gain``, the start of the fit (no scan) with it.
+    start : dict, optional
+        Starting values and limits of named parameters, XSPEC ``newpar``
+        (:func:`~nuskybgd.fitting.thaw.apply_start`).
 
     Returns
     -------
@@ -411,8 +414,6 @@ def fit_extended(specs, weights, module_area, spectra, arfs, ratios, info, *, st
         (detector norms, likelihood-ratio test, profile intervals); the same
         figures are in ``state.info``.
     """
-
-
     responses = [SpectrumResponse(s.rmf, s.exposure, apbgd_arf=a, fcxb_arf=fcxb_arf(s.module, rmf=s.rmf))
                  for s, a in zip(spectra, arfs)]
     counts = [(s.counts, s.grouping, s.quality, s.e_lo, s.e_hi, str(s.path)) for s in spectra]
@@ -422,7 +423,7 @@ def fit_extended(specs, weights, module_area, spectra, arfs, ratios, info, *, st
     scan = gain in ("fit", "link") and gain_start is None
     kw = {"ratios": ratios, "gain": gain, "thaw": thaw, "emin": emin, "emax": emax, "original_norms": original_norms,
           "fix_line_ratios": info.intbgd_fix_line_ratios, "fcxb_links": info.fcxb_links,
-          "gain_start": (1.0, 0.0) if gain_start is None else tuple(gain_start)}
+          "gain_start": (1.0, 0.0) if gain_start is None else tuple(gain_start), "start": start}
     extra = []
     linked = None
     if comps and fit:

@@ -36,6 +36,9 @@ the rest):
   --gain link       one free gain per module
   --gain-start S,O  starting gain (slope, offset keV) of every spectrum; fixed
                     at that value without --gain
+  --start LIST      starting values and limits (XSPEC newpar) of named
+                    parameters, SOURCE:COMPONENT.PARAM=VALUE[:MIN[:MAX]], e.g.
+                    intbgd:lorentz_4.LineE=6.4,intbgd:lorentz_4.Width=0.3:0.02
   --thaw LIST       shape parameters to fit, SOURCE:COMPONENT.PARAM, e.g.
                     intbgd:lorentz_5.LineE,intbgd:lorentz_30.LineE; "LineE>19"
                     frees every line energy above 19 keV
@@ -91,6 +94,9 @@ def add_arguments(parser):
                         help="fit a response gain per spectrum (fit) or per module (link)")
     parser.add_argument("--gain-start", default=None, metavar="SLOPE,OFFSET",
                         help="starting (or, without --gain, fixed) response gain of every spectrum")
+    parser.add_argument("--start", default=None, metavar="LIST",
+                        help="starting values and limits, like XSPEC newpar: "
+                             "SOURCE:COMPONENT.PARAM=VALUE[:MIN[:MAX]],...")
     parser.add_argument("--thaw", default=None, metavar="LIST",
                         help="shape parameters to fit: SOURCE:COMPONENT.PARAM,... or LineE>E")
     parser.add_argument("--free-detectors", default=None, metavar="COMPONENTS",
@@ -112,6 +118,7 @@ def run(args):
                          emin=args.emin, emax=args.emax, original_norms=args.original_norms,
                          clobber=args.clobber, plot=not args.no_plot, caldb=args.caldb, gain=args.gain,
                          thaw=args.thaw, free_detectors=args.free_detectors, errors=args.errors,
-                         detabs=args.detabs, calibration=args.calibration, gain_start=args.gain_start)
+                         detabs=args.detabs, calibration=args.calibration, gain_start=args.gain_start,
+                         start=args.start)
     print(parameter_table(res.state), file=sys.stdout)
     return 0

@@ -157,3 +157,35 @@ def test_gain_start_outside_limits_cli(stacked, capsys, tmp_path, value, msg):
     err = _bad([stacked["one"], "--gain", "fit", "--gain-start", value, "--detabs", stacked["detabs"]], tmp_path,
                capsys)
     assert "--gain-start" in err and msg in err
+
+
+def test_start_cli_moves_a_line_and_writes_its_limits(stacked, capsys, tmp_path):
+    """--start (XSPEC newpar) from the command line: the moved, thawed line ends near the real Fe K-alpha
+    line of the epoch-10 spectrum, its limits are in the XCM, and the fit beats the unmoved one."""
+    info = stacked["info"]("e10.json", ["epoch10_det0_FPMA.pha"], ["A0"])
+    base = ["fit", str(info), "--detabs", stacked["detabs"], "--no-plot", "--gain", "fit",
+            "--thaw", "intbgd:lorentz_4.LineE,intbgd:lorentz_4.Width"]
+    assert main(base + ["--savefile", str(tmp_path / "plain")]) == 0
+    assert main(base + ["--savefile", str(tmp_path / "moved"),
+                        "--start", "intbgd:lorentz_4.LineE=6.5,intbgd:lorentz_4.Width=0.1:0.02"]) == 0
+    plain = json.loads((tmp_path / "plain.json").read_text())["fit"]
+    moved = json.loads((tmp_path / "moved.json").read_text())
+    assert moved["fit"]["value"] < plain["value"] - 500   # the 6.4 keV line is worth > 1000 in C-stat
+    st = read_xcm(tmp_path / "moved.xcm")
+    src = st.source("intbgd")
+    ci = src.labels.index("lorentz_4")
+    e, w = (next(p for i, p in enumerate(src.params[:src.npar]) if src.par_components[i] == ci
+                 and src.par_names[i] == n) for n in ("LineE", "Width"))
+    slope, offset = gain_values(st, 0)
+    assert 6.2 < slope * (e.value + offset) < 6.7          # channel energy of the moved line, keV
+    assert w.hard_min == pytest.approx(0.02) and w.value >= 0.02
+
+
+@pytest.mark.parametrize("value, msg", [("intbgd:lorentz_4.LineE", "expected SOURCE:COMPONENT.PARAM=VALUE"),
+                                        ("intbgd:lorentz_4.LineE=x", "must be numbers"),
+                                        ("intbgd:lorentz_4.LineE=1:2:3:4", "VALUE:MIN:MAX"),
+                                        ("intbgd:lorentz_4.Sigma=1", "no parameter 'Sigma'"),
+                                        ("intbgd:lorentz_4.Width=0.01:0.02", "limits")])
+def test_start_bad_input_cli(stacked, capsys, tmp_path, value, msg):
+    err = _bad([stacked["one"], "--start", value, "--detabs", stacked["detabs"]], tmp_path, capsys)
+    assert msg in err
