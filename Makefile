@@ -35,8 +35,12 @@ lint: venv
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check nuskybgd tests benchmarks
 
+# Two pytest workers (one per core of the CI machine); tests sharing a
+# module-scoped simulation stay on one worker (--dist loadscope).
+PYTEST_WORKERS ?= 2
+
 test: lint
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadscope
 
 test-fast: lint
 	$(PY) -m pytest -q -m "not slow"

@@ -47,10 +47,10 @@ def _outputs_fit(out, c):
 TASKS = {"fit": (_argv_fit, _outputs_fit)}  # projbgd: test_robust_cases.py::test_kill_projbgd_*
 
 
-def _run(argv, clobber=False):
+def _run(argv, clobber=False, **env):
     cmd = [sys.executable, "-m", "nuskybgd", "--log-level", "WARNING", *map(str, argv)]
     return subprocess.Popen(cmd + (["--clobber"] if clobber else []), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env=_env(), text=True)
+                            stderr=subprocess.PIPE, env=dict(_env(), **env), text=True)
 
 
 def _inodes(paths):
@@ -72,8 +72,10 @@ def _kill_trials(chain, tmp_path, task, n_trials, seed):
     for trial in range(n_trials):
         old = _inodes(paths)
         assert None not in old
-        proc = _run(argv, clobber=True)
-        time.sleep(rng.uniform(0.2, 1.1) * wall)
+        # 0.05 s before each rename widens the commit window (10 files: 0.5 s) so that kills also
+        # land between the journal and the last rename; a kill after the run ended finds the new set
+        proc = _run(argv, clobber=True, NUSKYBGD_COMMIT_DELAY="0.05")
+        time.sleep(rng.uniform(0.3, 1.5) * wall)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
         recover_folder(out)  # what the next task naming this folder does first
