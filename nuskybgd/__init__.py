@@ -17,6 +17,8 @@ From Python, :class:`nuskybgd.Background` is the entry point::
 ``nuskybgd --help``) stays cheap.
 """
 
+import importlib
+
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "Background", "BackgroundFit", "Prediction"]
@@ -44,7 +46,6 @@ def __getattr__(name):
         For any other name.
     """
     if name in _LAZY:
-        import importlib  # local: keeps ``import nuskybgd`` free of numpy, Sherpa and numba
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value

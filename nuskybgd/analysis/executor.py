@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 from ..errors import NuskybgdError
 
@@ -92,8 +93,8 @@ def connect(scheduler=None, workers=None):
     NuskybgdError
         The scheduler does not answer within :data:`CONNECT_TIMEOUT` s.
     """
-    import dask
-    from distributed import Client, LocalCluster
+    import dask  # local: dask/distributed cost ~1 s at import; executor is loaded to build task parsers
+    from distributed import Client, LocalCluster  # local: see dask above
 
     # The cluster's own chatter (worker start/stop) is not the user's business at INFO level.
     for name in ("distributed", "tornado", "bokeh"):
@@ -136,9 +137,7 @@ def probe_scheduler(scheduler, timeout=CONNECT_TIMEOUT):
     NuskybgdError
         Malformed address, or no TCP answer.
     """
-    import socket
-
-    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.addressing import parse_address, parse_host_port  # local: distributed costs ~1 s at import
 
     try:
         scheme, loc = parse_address(scheduler)
@@ -193,7 +192,7 @@ def run_tasks(func, items, serial=False, workers=None, scheduler=None, desc="tas
     Exception
         Whatever ``func`` raised (the first failure), after cancelling the rest.
     """
-    from tqdm import tqdm
+    from tqdm import tqdm  # local: executor is imported by task parsers (--help); the bar is needed only when tasks run
 
     items = list(items)
     bar = tqdm(total=len(items), desc=desc, unit="task", disable=not progress, leave=False)
@@ -204,8 +203,8 @@ def run_tasks(func, items, serial=False, workers=None, scheduler=None, desc="tas
             bar.update()
         bar.close()
         return out
-    from distributed import as_completed
-    from distributed.scheduler import KilledWorker
+    from distributed import as_completed  # local: distributed costs ~1 s at import
+    from distributed.scheduler import KilledWorker  # local: distributed costs ~1 s at import
 
     own = client is None
     cluster = None

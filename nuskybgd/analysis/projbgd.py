@@ -151,7 +151,6 @@ def plot_projection(proj, module, path):
     import matplotlib  # local: matplotlib costs start-up time and is needed only with --plot
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
     im = axes[0].imshow(proj.aperture, origin="lower", cmap="viridis")
     axes[0].set_title(f"aperture image, module {module}")

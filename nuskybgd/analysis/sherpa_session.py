@@ -142,7 +142,7 @@ def add_background_model(background, id=None, source_model=None, session=None, n
         from the dataset's.
     """
     if session is None:
-        from sherpa.astro import ui as session
+        from sherpa.astro import ui as session  # local: costs seconds at import and warns (DS9/XSPEC)
     if id is None:
         id = session.get_default_id()
     bkg = background_counts_model(background, name=name, frozen=frozen)

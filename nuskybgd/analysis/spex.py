@@ -25,7 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..calib.auxil import load_ratios
 from ..errors import NuskybgdError
+from ..fitting.apply import SourceSpectrum, add_source_spectra
+from ..fitting.prepare import shape_presets
+from ..fitting.uncertainty import norm_components
+from ..io.ogip import read_arf, rmf_matrix
+from ..io.output import atomic_outputs, check_outputs
 from ..io.spex import (
     SECTORS,
     file_model_points,
@@ -35,6 +41,10 @@ from ..io.spex import (
     spex_commands,
     write_spex,
 )
+from ..models.background import component_spectra
+from ..models.responses import apbgd_arf, check_same_grid, diag_rmf, fcxb_arf
+from .outputs import default_savefile
+from .setup import load_setup, load_sources
 
 __all__ = ["SpexSectors", "background_sectors", "run_spex", "spex_outputs", "write_source_spex"]
 
@@ -88,7 +98,6 @@ class SpexSectors:
             RMF times the sector's ARF, cm^2 (the bare RMF for sectors
             without an ARF).
         """
-        from ..io.ogip import rmf_matrix
         if sector == "intn":
             return rmf_matrix(self.diag)
         r = rmf_matrix(self.rmf)
@@ -103,7 +112,6 @@ class SpexSectors:
         ndarray, shape (n_chan,)
             Counts per channel.
         """
-        from ..io.ogip import rmf_matrix
         r = rmf_matrix(self.rmf)
         total = rmf_matrix(self.diag).T @ self.photons["intn"]
         for s in SECTORS[1:-1]:
@@ -139,12 +147,6 @@ def background_sectors(state, group, pha, module, frac, source_arf, shapes=None,
     -------
     SpexSectors
     """
-    from ..fitting.prepare import shape_presets
-    from ..fitting.uncertainty import norm_components
-    from ..io.ogip import rmf_matrix
-    from ..models.background import component_spectra
-    from ..models.responses import apbgd_arf, check_same_grid, diag_rmf, fcxb_arf
-
     rmf = pha.get_rmf()
     if rmf is None:
         raise NuskybgdError(f"{pha.name}: no RMF to build the SPEX responses from")
@@ -234,7 +236,6 @@ def _check_module(resp, what, module, phafile):
 
 def _source_arf(pha, phafile, arf, module):
     """The source sector's ARF: explicit file > the PHA's ANCRFILE > error."""
-    from ..io.ogip import read_arf
     a = read_arf(arf) if arf else pha.get_arf()
     if a is None:
         raise NuskybgdError(f"{phafile}: no ARF for the source sector (ANCRFILE is NONE); give --arf FILE "
@@ -271,12 +272,6 @@ def run_spex(bgdinfo, fit, regfiles, phafiles, arffiles=None, savefile=None, fcx
         ``files`` written, ``names`` (:func:`spex_outputs`), ``sectors``
         (:class:`SpexSectors` per source) and ``state``.
     """
-    from ..calib.auxil import load_ratios
-    from ..fitting.apply import SourceSpectrum, add_source_spectra
-    from .outputs import default_savefile
-    from .setup import load_setup, load_sources
-    from ..io.output import atomic_outputs, check_outputs
-
     if len(regfiles) != len(phafiles):
         raise NuskybgdError(f"{len(regfiles)} source regions but {len(phafiles)} source spectra")
     arffiles = list(arffiles or [None] * len(phafiles))

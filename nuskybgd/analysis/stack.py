@@ -32,9 +32,11 @@ what went in):
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -42,9 +44,18 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+from astropy.table import Table
 from astropy.time import Time, TimeDelta
 
+from ..calib.caldb import Caldb
 from ..errors import NuskybgdError
+from ..io.events import read_badpix, read_det1_refpoint, read_events, sky_wcs
+from ..io.ogip import write_pha
+from ..io.output import atomic_outputs, check_outputs
+from ..io.regions import region_mask
+from ..io.skyfiles import read_instrmap, read_pixpos
+from ..sky.instrmap import bad_pixel_list, instrument_map, pixel_map
+from ..sky.projection import det1_to_sky
 
 __all__ = [
     "N_CHANNELS",
@@ -285,10 +296,6 @@ def assign_epochs(tmid, bins):
 
 @lru_cache(maxsize=4)
 def _caldb_maps(caldb_root, module):
-    from ..calib.caldb import Caldb
-    from ..io.events import read_badpix
-    from ..io.skyfiles import read_instrmap, read_pixpos
-    from ..sky.instrmap import bad_pixel_list, pixel_map
     caldb = Caldb(caldb_root)
     pixmap = pixel_map(read_pixpos(caldb.query("PIXPOS", f"FPM{module}").path))
     cal_imap, _ = read_instrmap(caldb.query("INSTRMAP", f"FPM{module}").path, "CALDB INSTRMAP")
@@ -298,8 +305,6 @@ def _caldb_maps(caldb_root, module):
 
 def _instrument_map(task):
     """Live-detector map (det + 1, 0 dead) of the observation: CALDB map minus CALDB and event bad pixels."""
-    from ..io.events import read_badpix
-    from ..sky.instrmap import bad_pixel_list, instrument_map
     if task.caldb is None:
         raise NuskybgdError(f"{task.path}: no CALDB for the detector areas (pass --caldb or set $CALDB)")
     pixmap, cal_imap, bad = _caldb_maps(str(task.caldb), task.module)
@@ -326,7 +331,6 @@ def spectra_of_observation(task):
     NuskybgdError
         Unreadable files, events outside 0..4095 or detectors outside 0..3.
     """
-    from ..io.events import read_events, sky_wcs
     ev = read_events(task.path, columns=("PI", "DET_ID", "X", "Y") if task.selection == "science"
                      else ("PI", "DET_ID"))
     h = ev.header
@@ -345,9 +349,6 @@ def spectra_of_observation(task):
     module_area = float(area.sum())
     keep = np.ones(pi.size, bool)
     if task.selection == "science":
-        from ..io.events import read_det1_refpoint
-        from ..io.regions import region_mask
-        from ..sky.projection import det1_to_sky
         wcs = sky_wcs(h, task.path)
         mask = region_mask(task.exclude, wcs, shape=(1000, 1000))
         x = ev.columns["X"]
@@ -378,7 +379,6 @@ def spectra_of_observation(task):
 
 
 def _default_caldb(archive, caldb):
-    import os
     if caldb:
         return str(caldb)
     cand = Path(archive) / "caldb"
@@ -449,7 +449,6 @@ def plan_tasks(archive, selection="occultation", exclude=None, caldb=None, modul
 
 
 def _sha256(path):
-    import hashlib
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -490,11 +489,6 @@ def stack_archive(archive, stackdir, epochs="year", selection="occultation", exc
         See :func:`plan_tasks`; a group with zero exposure; observations
         outside every explicit epoch. Nothing is written then.
     """
-    from astropy.table import Table
-
-    from ..io.ogip import write_pha
-    from ..io.output import atomic_outputs, check_outputs
-
     tasks = plan_tasks(archive, selection, exclude, caldb)
     stackdir = Path(stackdir)
     index_path = stackdir / "stack.json"
@@ -596,7 +590,6 @@ def stack_archive(archive, stackdir, epochs="year", selection="occultation", exc
 def _response(caldb, module, det, date):
     if not caldb:
         return None
-    from ..calib.caldb import Caldb
     try:
         return str(Path(Caldb(caldb).rmf(f"FPM{module}", f"DET{det}", date=date)).resolve())
     except NuskybgdError:

@@ -9,13 +9,20 @@ weighted DETABS) and the folded templates of every norm-carrying component.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..calib.presets import component_presets
 from ..errors import NuskybgdError
+from ..io.events import check_module
+from ..io.fitsfile import header_file_path, not_a_file_reason
+from ..io.ogip import read_pha, read_rmf, spectrum_module
+from ..io.regions import region_mask
+from ..io.skyfiles import read_image
 from .data import SpectrumData, bin_mask_from_energy, group_ids
 from .weights import region_weights
 
@@ -80,10 +87,6 @@ def load_spectra(paths, respfiles=None, modules=None):
         Unreadable spectrum, INSTRUME not FPMA/FPMB, no RESPFILE, unreadable
         RMF, or channels that do not match the RMF.
     """
-    from ..io.events import check_module
-    from ..io.fitsfile import header_file_path, not_a_file_reason
-    from ..io.ogip import read_pha, read_rmf, spectrum_module
-
     out = []
     rmfs = {}
     for k, p in enumerate(paths):
@@ -146,10 +149,6 @@ def compute_weights(info, spectra):
         Missing images for a module, mismatched shapes, a region outside the
         image or with zero area on every detector.
     """
-    from ..io.events import check_module
-    from ..io.regions import region_mask
-    from ..io.skyfiles import read_image
-
     ref, hdr = read_image(info.refimgf, "reference image")
     cache = {}
 
@@ -250,10 +249,6 @@ def shape_presets(state, group, module):
         break replaced by the state's values, so that templates folded with
         them describe the state.
     """
-    import dataclasses
-
-    from ..calib.presets import component_presets
-
     pre = component_presets(module)
 
     def val(name, ipar):

@@ -12,6 +12,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from astropy.io import fits
+from astropy.time import Time
+
 from ..errors import NuskybgdError
 
 __all__ = ["CalibrationBundle", "select_bundle", "read_calibration_index", "observation_date"]
@@ -81,7 +84,6 @@ def read_calibration_index(caldir):
 
 
 def _iso(date):
-    from astropy.time import Time
     try:
         return Time(str(date).strip(), scale="utc").isot
     except ValueError:
@@ -156,7 +158,6 @@ def observation_date(paths):
     NuskybgdError
         No file carries DATE-OBS.
     """
-    from astropy.io import fits
     for p in paths:
         try:
             with fits.open(p) as hdul:

@@ -11,6 +11,7 @@ import stat
 import warnings
 import zlib
 from pathlib import Path
+from urllib.parse import unquote_to_bytes
 
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
@@ -172,8 +173,6 @@ def header_file_path(value, base):
     pathlib.Path
         The literal name if it exists, else the decoded one (if different).
     """
-    from urllib.parse import unquote_to_bytes
-
     def resolve(name):
         q = Path(name)
         return q if q.is_absolute() else Path(base) / q

@@ -44,11 +44,17 @@ evaluation of the file model returns the bin fluxes exactly.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import math
 from pathlib import Path
 
 import numpy as np
+from pyspextools.io.convert import pha_to_spo
+from pyspextools.io.pha import Pha
+from pyspextools.io.res import Res
+from pyspextools.io.rmf import Rmf
+from pyspextools.io.spo import Spo
 
 from ..errors import NuskybgdError
 
@@ -119,8 +125,6 @@ def response_component(energ_lo, energ_hi, matrix):
         Shapes that do not match, a non-increasing energy grid, negative or
         non-finite matrix elements, or an all-zero matrix.
     """
-    from pyspextools.io.res import Res
-
     lo = np.asarray(energ_lo, float).ravel()
     hi = np.asarray(energ_hi, float).ravel()
     m = matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix, float)
@@ -179,10 +183,6 @@ def spectrum_spo(phafile, rmffile, grouping=True):
     NuskybgdError
         Unreadable files (one line naming the file).
     """
-    from pyspextools.io.convert import pha_to_spo
-    from pyspextools.io.pha import Pha
-    from pyspextools.io.rmf import Rmf
-
     for p, what in ((phafile, "spectrum"), (rmffile, "RMF")):
         if not Path(p).is_file():
             raise NuskybgdError(f"{p}: {what} not found")
@@ -224,8 +224,6 @@ def write_spex(spofile, resfile, spo, components, history=None):
         Components with a channel count other than the spectrum's, or a
         pyspextools consistency check that fails.
     """
-    import copy
-
     if not components:
         raise NuskybgdError(f"{resfile}: no response components")
     n_chan = int(np.sum(spo.nchan))
@@ -260,9 +258,6 @@ def read_spex(spofile, resfile):
     -------
     (pyspextools.io.spo.Spo, pyspextools.io.res.Res)
     """
-    from pyspextools.io.res import Res
-    from pyspextools.io.spo import Spo
-
     for p in (spofile, resfile):
         if not Path(p).is_file():
             raise NuskybgdError(f"{p}: SPEX file not found")

@@ -21,6 +21,7 @@ import numpy as np
 from ..calib.auxil import auxil_path
 from ..constants import module_letter
 from ..errors import NuskybgdError
+from ..kernels.spectral import check_energy_bins
 
 __all__ = [
     "GRID_ATOL", "GRID_RTOL", "energy_grid", "check_same_grid", "be_transmission", "detabs_tables",
@@ -51,8 +52,6 @@ def energy_grid(rmf_or_grid, what="RMF"):
     energ_lo, energ_hi : numpy.ndarray
         float64 bin edges (keV), validated (increasing, finite).
     """
-    from ..kernels.spectral import check_energy_bins
-
     if hasattr(rmf_or_grid, "energ_lo"):
         lo, hi = rmf_or_grid.energ_lo, rmf_or_grid.energ_hi
         what = getattr(rmf_or_grid, "name", None) or what
@@ -117,14 +116,14 @@ def _caldb(caldb):
             return None
         caldb = root
     if isinstance(caldb, (str, os.PathLike)):
-        from ..calib.caldb import Caldb
+        from ..calib.caldb import Caldb  # local: keeps astropy I/O (~0.5 s) out of models (atomdb --help)
         return Caldb(caldb)
     return caldb
 
 
 @lru_cache(maxsize=16)
 def _read_table(path, extno, column):
-    from ..io.fitsfile import open_fits
+    from ..io.fitsfile import open_fits  # local: keeps astropy I/O (~0.5 s) out of models (atomdb --help)
 
     with open_fits(path, "response table") as hdul:
         if extno >= len(hdul) or not hasattr(hdul[extno], "columns"):
@@ -173,7 +172,7 @@ def be_transmission(module, caldb=None, date=None, be_file=None):
                 log.info("no CALDB Be-window file (%s); using the bundle's be.arf", exc)
         be_file = auxil_path("be.arf")
     path = str(be_file)
-    from ..io.fitsfile import open_fits
+    from ..io.fitsfile import open_fits  # local: keeps astropy I/O (~0.5 s) out of models (atomdb --help)
     with open_fits(path, "Be-window transmission file") as hdul:
         for i, h in enumerate(hdul[1:], start=1):
             names = [n.upper() for n in getattr(h, "columns", None).names] if hasattr(h, "columns") else []
@@ -233,7 +232,7 @@ def detabs_tables(module, caldb=None, date=None, detabs_file=None):
 @lru_cache(maxsize=32)
 def _read_detabs(path, mtime, detector):
     """``nuskybgd.io.detabs.read_detabs``, cached per file version and detector."""
-    from ..io.detabs import read_detabs
+    from ..io.detabs import read_detabs  # local: keeps astropy I/O (~0.5 s) out of models (atomdb --help)
 
     return read_detabs(path, detector)
 
@@ -297,7 +296,7 @@ def apbgd_arf(module, det_fractions, caldb=None, rmf=None, date=None, detabs_fil
         Missing calibration, bad fractions, or an energy grid differing from
         the RMF's.
     """
-    from sherpa.astro.data import DataARF
+    from sherpa.astro.data import DataARF  # local: sherpa.astro.data costs ~0.1 s at import; only apbgd_arf needs it
 
     module = module_letter(module)
     dlo, dhi, tabs = detabs_tables(module, caldb, date, detabs_file)
@@ -334,7 +333,7 @@ def write_apbgd_arf(path, arf, module, det_fractions=None, clobber=False):
     pathlib.Path
         The file written (atomically).
     """
-    from ..io.ogip import write_arf
+    from ..io.ogip import write_arf  # local: keeps astropy I/O (~0.5 s) out of models (atomdb --help)
 
     module = module_letter(module)
     header = {"INSTRUME": f"FPM{module}", "COMMENT": "nuskybgd apbgd ARF: Be transmission x sum_k frac_k DETABS_k"}
@@ -346,7 +345,7 @@ def write_apbgd_arf(path, arf, module, det_fractions=None, clobber=False):
 
 @lru_cache(maxsize=4)
 def _bundle_arf(name):
-    from ..io.ogip import read_arf
+    from ..io.ogip import read_arf  # local: keeps astropy I/O (~0.5 s) out of models (atomdb --help)
     return read_arf(auxil_path(name))
 
 
@@ -375,7 +374,7 @@ def fcxb_arf(module, rmf=None):
 
 @lru_cache(maxsize=1)
 def _diag():
-    from ..io.ogip import read_rmf
+    from ..io.ogip import read_rmf  # local: keeps astropy I/O (~0.5 s) out of models (atomdb --help)
     return read_rmf(auxil_path("diag.rmf"))
 
 

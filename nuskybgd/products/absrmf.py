@@ -21,10 +21,13 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from ..calib.caldb import Caldb
 from ..errors import NuskybgdError
 from ..io.detabs import detabs_on_grid, read_detabs
+from ..io.events import module_from_header
 from ..io.fitsfile import fits_text, open_fits
-from ..io.output import atomic_outputs, output_session
+from ..io.ogip import read_rmf, rmf_matrix, write_rmf
+from ..io.output import atomic_outputs, check_outputs, output_session
 
 __all__ = [
     "weighted_detabs", "scale_matrix_rows",
@@ -173,7 +176,6 @@ def absrmf_names(outprefix, module, fractions=None):
 
 
 def _event_header(evtfile):
-    from ..io.events import module_from_header
     with open_fits(evtfile, "event file") as hdul:
         hdr = None
         for h in hdul:
@@ -189,7 +191,6 @@ def _event_header(evtfile):
 
 def _caldb(caldb):
     if caldb is None:
-        from ..calib.caldb import Caldb
         caldb = Caldb()
     return caldb
 
@@ -237,7 +238,6 @@ def make_absrmf(evtfile, outprefix, rmffile="CALDB", detabsfile="CALDB", fractio
     module, date, _ = _event_header(evtfile)
     instrume = f"FPM{module}"
     names = absrmf_names(outprefix, module, fractions)
-    from ..io.output import check_outputs
     check_outputs(names, clobber)  # fail before the slow reads
 
     dets = range(4)
@@ -304,7 +304,6 @@ def make_absrmf(evtfile, outprefix, rmffile="CALDB", detabsfile="CALDB", fractio
 
 def _weighted_multi_rmf(paths, tables, fractions, path_out):
     """Write sum_k f_k DETABS_k R_k for different RMFs per detector (dense sum)."""
-    from ..io.ogip import read_rmf, rmf_matrix, write_rmf
     f = np.asarray(fractions, float)
     if f.size != 4 or not np.all(np.isfinite(f)) or np.any(f < 0) or f.sum() <= 0:
         raise NuskybgdError(f"detector fractions {list(f)}: need 4 finite values >= 0 with a positive sum")

@@ -38,10 +38,15 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from ..calib.caldb import Caldb
 from ..constants import N_CHANNELS
 from ..errors import NuskybgdError
+from ..io.detabs import detabs_on_grid, read_detabs
+from ..io.events import read_events, sky_wcs
 from ..io.fitsfile import check_input_file, fits_text
-from ..io.output import output_session
+from ..io.ogip import read_rmf, rmf_matrix, write_pha, write_rmf
+from ..io.output import atomic_outputs, check_outputs, output_session
+from ..io.regions import region_mask
 
 __all__ = [
     "N_CHANNELS", "SKY_GRID", "ExtractResult", "events_in_mask", "pha_counts",
@@ -362,7 +367,6 @@ def _obs_date(header):
 
 def _load_detector_rmfs(caldb, module, weights, date, detabs):
     """Dense RMF matrices (and absorption) of the detectors with weight > 0."""
-    from ..io.ogip import read_rmf, rmf_matrix
     inst = f"FPM{module}"
     mats, absn, grid, ebounds = [None] * 4, [None] * 4 if detabs else None, None, None
     used = {}
@@ -390,7 +394,6 @@ def _load_detector_rmfs(caldb, module, weights, date, detabs):
 
 def _detabs_on_grid(caldb, module, det, date, grid):
     """CALDB DETABS transmission of one detector on an RMF energy grid."""
-    from ..io.detabs import detabs_on_grid, read_detabs
     inst = f"FPM{module}"
     try:
         f = caldb.query("DETABS", inst, detnam=f"DET{det}", date=date)
@@ -465,11 +468,10 @@ def plot_spectrum(result, path, title=None, clobber=False):
     clobber : bool
         Replace an existing file.
     """
-    import matplotlib
+    import matplotlib  # local: matplotlib.pyplot costs 0.5-1.5 s at import; only for plots
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..io.output import atomic_outputs
     counts = np.asarray(result.counts, float)
     starts = np.flatnonzero(result.grouping == 1)
     ends = np.r_[starts[1:], counts.size]
@@ -535,12 +537,6 @@ def extract_spectrum(eventfile, regfile, outprefix=None, outdir=".", grpmin=30, 
         off-image region, a region without events, a CALDB without the
         needed RMF. Nothing is written then.
     """
-    from ..calib.caldb import Caldb
-    from ..io.events import read_events, sky_wcs
-    from ..io.ogip import write_pha, write_rmf
-    from ..io.output import atomic_outputs, check_outputs
-    from ..io.regions import region_mask
-
     eventfile, regfile = Path(eventfile), Path(regfile)
     if outprefix is None:
         outprefix = regfile.stem

@@ -55,8 +55,18 @@ import numpy as np
 from astropy.io import fits
 from astropy.time import Time, TimeDelta
 
-from ..errors import NuskybgdError
+from ..calib.caldb import Caldb
+from ..calib.presets import component_presets
 from ..constants import ARCMIN2_PIX
+from ..errors import NuskybgdError
+from ..io.events import read_badpix, sky_wcs
+from ..io.ogip import read_rmf
+from ..io.output import atomic_outputs, write_text
+from ..io.skyfiles import read_instrmap, read_pixpos
+from ..models.background import component_templates
+from ..sky.instrmap import bad_pixel_list, instrument_map, pixel_map
+from ..sky.projection import det1_to_sky
+from .caldb import make_caldb
 from .observation import draw_categorical, simulate_observation
 
 __all__ = [
@@ -250,14 +260,6 @@ def plan_archive(outdir, n_observations, seed=0, start="2013-01-01", stop="2021-
 @lru_cache(maxsize=4)
 def _module_setup(caldb_root, module):
     """Instrument map, pixel map and unit templates (1 s) per detector of a module (cached per process)."""
-    from ..calib.caldb import Caldb
-    from ..io.events import read_badpix
-    from ..io.ogip import read_rmf
-    from ..io.skyfiles import read_instrmap, read_pixpos
-    from ..models.background import component_templates
-    from ..calib.presets import component_presets
-    from ..sky.instrmap import bad_pixel_list, instrument_map, pixel_map
-
     caldb = Caldb(caldb_root)
     pixmap = pixel_map(read_pixpos(caldb.query("PIXPOS", f"FPM{module}").path))
     cal_imap, _ = read_instrmap(caldb.query("INSTRMAP", f"FPM{module}").path, "CALDB INSTRMAP")
@@ -369,7 +371,6 @@ def _finish_science(tmp_ev, final_ev, rng, tags, names, truth_mod, npix_unused=N
 
 def _write_occultation(path, sci_header, gti_template, rng, plan, module, truth_mod, occ_norms, setup):
     """Mode-02 event file: internal background only, with the epoch's gain."""
-    from ..sky.projection import det1_to_sky
     imap, pixmap, _presets, templates = setup
     tstart = float(sci_header["TSTOP"]) + 100.0
     tstop = tstart + plan.occ_exposure
@@ -433,7 +434,6 @@ def _write_occultation(path, sci_header, gti_template, rng, plan, module, truth_
 
 
 def _source_region(path, sci_header, truth_mod):
-    from ..io.events import sky_wcs
     src = truth_mod.get("source")
     if not src:
         return None
@@ -458,8 +458,6 @@ def simulate_archive_observation(plan, clobber=False):
     dict
         Summary: obsid, date, files, exposures, event counts.
     """
-    from ..io.output import atomic_outputs
-
     folder = plan.folder
     if folder.exists():
         if not clobber:
@@ -574,8 +572,6 @@ def simulate_archive(outdir, n_observations, seed=0, start="2013-01-01", stop="2
     (pathlib.Path, list of dict)
         ``archive.json`` and the per-observation summaries.
     """
-    from .caldb import make_caldb
-    from ..io.output import write_text
     outdir = Path(outdir)
     index = outdir / "archive.json"
     if index.exists() and not clobber:

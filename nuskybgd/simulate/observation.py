@@ -54,15 +54,26 @@ import json
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from astropy.time import Time
+from tqdm import tqdm
 
+from ..calib.caldb import Caldb
+from ..calib.presets import component_presets
 from ..constants import APBGD_FACTOR, ARCMIN2_PIX, FCXB_FACTOR, SKY_PIXEL_ARCSEC
 from ..errors import NuskybgdError
-from ..io.output import os_error, output_session
-from ..sky.projection import aspect_nudge, det1_to_sky, rotation_angle
+from ..io.events import read_badpix, read_det1_refpoint, read_gti
+from ..io.ogip import read_rmf
+from ..io.output import atomic_outputs, check_outputs, os_error, output_session
+from ..io.skyfiles import read_instrmap, read_pixpos
+from ..models.background import component_templates
+from ..sky.instrmap import bad_pixel_list, instrument_map, pixel_map
+from ..sky.projection import aperture_image, aspect_nudge, det1_to_sky, rotation_angle
+from .caldb import make_caldb
 from .events import append_events, draw_bad_pixels, draw_categorical, dwell_times, gti_span, simulate_source
 from .files import json_default, observation_header, write_det1_file, write_events_file, write_gti_file
 from .plots import plot_overview
@@ -193,10 +204,6 @@ def check_simulation_parameters(seed=0, obsid="60001001002", exposure=50000.0, p
     NuskybgdError
         Naming the option and the value given.
     """
-    import re
-
-    from astropy.time import Time
-
     def number(name, value, lo, hi, lo_open=False):
         try:
             v = float(value)
@@ -266,7 +273,6 @@ def shared_root(shared=None):
 
 def _load_track(shared, module):
     """Real GTI-restricted aspect track of obs 80415201001 (time, x, y) and its GTIs."""
-    from ..io.events import read_det1_refpoint, read_gti
     base = shared / "real" / _REAL_OBS
     t, x, y, _ = read_det1_refpoint(base / f"{_REAL_STEM}{module}_det1.fits")
     start, stop = read_gti(base / f"{_REAL_STEM}{module}06_gti.fits")
@@ -336,18 +342,6 @@ def simulate_observation(outdir, seed=0, obsid="60001001002", exposure=50000.0, 
     NuskybgdError
         Missing shared data, existing outputs without ``clobber``.
     """
-    from tqdm import tqdm
-
-    from ..calib.caldb import Caldb
-    from ..calib.presets import component_presets
-    from ..io.events import read_badpix
-    from ..io.ogip import read_rmf
-    from ..io.output import atomic_outputs, check_outputs
-    from ..io.skyfiles import read_instrmap, read_pixpos
-    from ..models.background import component_templates
-    from ..sky.instrmap import bad_pixel_list, instrument_map, pixel_map
-    from ..sky.projection import aperture_image
-    from .caldb import make_caldb
 
     check_simulation_parameters(seed=seed, obsid=obsid, exposure=exposure, pa_pnt=pa_pnt, ra=ra, dec=dec,
                                 source_rate=source_rate, scale_spread=scale_spread,
@@ -379,7 +373,6 @@ def simulate_observation(outdir, seed=0, obsid="60001001002", exposure=50000.0, 
         make_caldb(caldb_root, shared_caldb=shared / "caldb" / "nustar", progress=progress, clobber=clobber)
     caldb = Caldb(caldb_root)
 
-    from astropy.time import Time
     tstart = float((Time(date_obs, scale="utc") - Time("2010-01-01T00:00:00", scale="utc")).sec)
     tstart = math.floor(tstart)
     truth = {

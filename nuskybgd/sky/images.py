@@ -8,6 +8,7 @@ from astropy.io import fits
 
 from ..constants import PI_GAIN, PI_OFFSET
 from ..errors import NuskybgdError
+from ..io.events import sky_wcs
 
 __all__ = ["pi_range", "counts_image", "COPY_KEYWORDS"]
 
@@ -76,7 +77,6 @@ def counts_image(eventfile, emin, emax):
     NuskybgdError
         Missing PI/X/Y columns, no celestial sky WCS, PA_PNT missing.
     """
-    from ..io.events import sky_wcs
     path = eventfile.path
     for c in ("PI", "X", "Y"):
         if c not in eventfile.columns:

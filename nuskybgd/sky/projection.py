@@ -31,8 +31,10 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.wcs import WCS, FITSFixedWarning
 
+from ..calib.auxil import auxil_path, load_nomapbgdparams
 from ..constants import DET1_PIXEL_MM, DET1_SIZE, module_letter
 from ..errors import NuskybgdError
+from ..io.fitsfile import open_fits
 
 __all__ = [
     "SKY_SIZE", "DET1_PIXEL_MM", "DET1_REF", "NUDGE", "APERTURE_CROP",
@@ -223,11 +225,9 @@ def aperture_image(module, bundle_image=None, params=None):
     """
     module = module_letter(module)
     if params is None or bundle_image is None:
-        from ..calib.auxil import auxil_path, load_nomapbgdparams
         if params is None:
             params = load_nomapbgdparams()[module]
         if bundle_image is None:
-            from ..io.fitsfile import open_fits
             p = auxil_path(f"det{module}_det1.img.gz")
             with open_fits(p, "aperture image") as hdul:
                 if hdul[0].data is None:

@@ -17,6 +17,7 @@ simulator's calibration reads are memoised in-process (pure reads).
 import functools
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -36,7 +37,6 @@ def _memoise(monkeypatch):
     import nuskybgd.io.ogip as ogip
     import nuskybgd.io.skyfiles as skyfiles
     import nuskybgd.sky.instrmap as instrmap
-    monkeypatch.setattr(ogip, "read_rmf", functools.lru_cache(maxsize=64)(ogip.read_rmf))
     pix_cache = {}
     orig_pix = skyfiles.read_pixpos
     orig_map = instrmap.pixel_map
@@ -55,8 +55,14 @@ def _memoise(monkeypatch):
             map_cache[key] = (tables, orig_map(tables, *a, **k))
         return map_cache[key][1]
 
-    monkeypatch.setattr(skyfiles, "read_pixpos", read_pixpos)
-    monkeypatch.setattr(instrmap, "pixel_map", pixel_map)
+    patches = {ogip.read_rmf: functools.lru_cache(maxsize=64)(ogip.read_rmf), orig_pix: read_pixpos,
+               orig_map: pixel_map}
+    # the defining modules and every module that imported the names at its top
+    for mod in [m for name, m in sys.modules.items() if name.startswith("nuskybgd")]:
+        for attr in ("read_rmf", "read_pixpos", "pixel_map"):
+            fn = getattr(mod, attr, None)
+            if fn in patches:
+                monkeypatch.setattr(mod, attr, patches[fn])
 
 
 def _region_file(path, cx, cy, r):
