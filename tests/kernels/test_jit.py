@@ -14,7 +14,7 @@ from nuskybgd.kernels import jit
 
 PROBE = """
 import numpy as np
-import nuskybgd.fitting.engine as E
+import nuskybgd.fitting.solver as E
 from numba.core import config
 out = E._matvec(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([10.0, 20.0, 30.0]), np.array([2, 0]),
                 np.array([0.5, 0.0]), np.zeros(2))
