@@ -50,14 +50,16 @@ def timed(func, items, workers):
     from nuskybgd.analysis.executor import connect, run_tasks
     client, cluster = connect(None, workers)
     try:
+        load0 = os.getloadavg()[0]
         t0 = time.perf_counter()
         out = run_tasks(func, items, client=client, desc=f"{func.__name__} x{workers}")
         wall = time.perf_counter() - t0
+        load = (load0, os.getloadavg()[0])
         mem = client.run(peak_rss_mb)
     finally:
         client.close()
         cluster.close()
-    return wall, sorted(mem.values()), out
+    return wall, sorted(mem.values()), out, load
 
 
 def main():
@@ -74,9 +76,10 @@ def main():
     for n, a in ((50, arch), (200, replicate(arch, work / "arch200", 4))):
         tasks = plan_tasks(a)
         for w in (1, 2):
-            wall, mem, _ = timed(spectra_of_observation, tasks, w)
+            wall, mem, _, load = timed(spectra_of_observation, tasks, w)
             res["stack"][f"{n}obs_{w}workers"] = {"observations": n, "tasks": len(tasks), "workers": w,
-                                                  "seconds": wall, "worker_peak_rss_mb": mem}
+                                                  "seconds": wall, "worker_peak_rss_mb": mem,
+                                                  "load_average_1min_start_end": load}
             print(f"stack {n} obs, {w} workers: {wall:.1f} s, worker peak RSS {mem} MB")
     for n in (50, 200):
         s = res["stack"]
@@ -88,12 +91,14 @@ def main():
     epoch = groups[0].epoch
     sel = [g for g in groups if g.epoch == epoch]
     for w in (1, 2):
-        wall, mem, _ = timed(calibrate_group, sel, w)
+        wall, mem, _, load = timed(calibrate_group, sel, w)
         res["calibrate"][f"{w}workers"] = {"groups": len(sel), "epoch": epoch, "workers": w, "seconds": wall,
-                                           "seconds_per_group": wall / len(sel), "worker_peak_rss_mb": mem}
+                                           "seconds_per_group": wall / len(sel), "worker_peak_rss_mb": mem,
+                                           "load_average_1min_start_end": load}
         print(f"calibrate {len(sel)} groups, {w} workers: {wall:.1f} s, worker peak RSS {mem} MB")
     res["calibrate"]["ratio_1to2"] = res["calibrate"]["1workers"]["seconds"] / res["calibrate"]["2workers"]["seconds"]
-    res["machine"] = {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()}
+    res["machine"] = {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg(),
+                      "note": "2 CPUs shared with other jobs: the load averages (1, 5, 15 min) say how busy"}
     (HERE / "results" / "archive_scaling.json").write_text(json.dumps(res, indent=1) + "\n")
 
 
