@@ -43,9 +43,11 @@ __all__ = [
     "CHANNEL_WIDTH",
     "GroupFit",
     "GroupSpectrum",
+    "WARM_START_FLOOR",
     "apply_gain",
     "fit_group",
     "group_components",
+    "warm_start",
 ]
 
 log = logging.getLogger("nuskybgd")
@@ -54,6 +56,8 @@ log = logging.getLogger("nuskybgd")
 CHANNEL_E0 = 1.6
 #: Width of a PI channel, keV.
 CHANNEL_WIDTH = 0.04
+#: Warm starts of the norm solver lift every norm to this fraction of the largest one.
+WARM_START_FLOOR = 1e-3
 
 
 @dataclass
@@ -214,6 +218,29 @@ def apply_gain(templates, slope, offset):
     return out[0] if one else out
 
 
+def warm_start(theta):
+    """Start of the norm solver from the solution at the previous gain.
+
+    Every norm is lifted to at least :data:`WARM_START_FLOOR` times the
+    largest: the solver leaves a norm started at ~0 stuck there even where
+    its optimum at the new gain is positive, so the profile statistic would
+    depend on the gain evaluated before (by up to 1 in cstat on 26 000-count
+    groups), which spoiled both the Nelder-Mead minimum and the curvature
+    errors (slope pulls std 2.9 on 64 simulated groups).
+
+    Parameters
+    ----------
+    theta : ndarray
+        Norms at the previous gain (>= 0).
+
+    Returns
+    -------
+    ndarray
+    """
+    theta = np.asarray(theta, float)
+    return np.maximum(theta, WARM_START_FLOOR * max(float(np.max(theta)), 1e-12))
+
+
 def group_components(mode, presets, albedo=False):
     """Template keys fitted for a group.
 
@@ -314,9 +341,7 @@ def fit_group(spec, presets=None, emin=3.0, emax=150.0, fit_gain=True, albedo=Fa
     def inner(slope, offset, tol=1e-8):
         tg = apply_gain(T, slope, offset)
         A = tg[:, noticed].T
-        # Start from the last solution, nudged off zero so dead columns can come back.
-        theta0 = np.maximum(state["theta"], 1e-12)
-        res = solve(A, np.zeros(d.size), d, theta0, statistic="cstat", tol=tol)
+        res = solve(A, np.zeros(d.size), d, warm_start(state["theta"]), statistic="cstat", tol=tol)
         return res, tg
 
     def profile(p, tol=1e-6):

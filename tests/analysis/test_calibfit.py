@@ -9,10 +9,12 @@ from nuskybgd.analysis.calibfit import (
     fit_group,
     group_components,
     group_templates,
+    warm_start,
 )
 from nuskybgd.calib.caldb import Caldb
 from nuskybgd.io.ogip import read_rmf
 from nuskybgd.calib.presets import component_presets
+from nuskybgd.fitting.engine import solve
 
 
 def test_apply_gain_identity_and_conservation():
@@ -61,3 +63,21 @@ def test_fit_recovers_injected_gain(synthetic_caldb):
     assert abs(fit.offset) < 4 * fit.offset_error
     fixed = fit_group(spec, fit_gain=False)
     assert fixed.statistic - fit.statistic > 25
+
+
+def test_warm_start_does_not_leave_a_norm_stuck_at_zero():
+    """Regression: the profile statistic of the gain fit restarted the norm solver from the previous
+    gain's norms; one that was ~0 there stayed ~0 (solver stuck at the bound) even where its optimum
+    is positive, so the profile depended on the evaluation order. From warm_start it matches a fresh
+    start whichever norm was at zero."""
+    rng = np.random.default_rng(1)
+    x = np.arange(400)
+    A = np.array([np.exp(-0.5 * ((x - c) / 6.0) ** 2) for c in (50, 120, 200, 260, 330)] + [np.full(400, 0.2)]).T
+    d = rng.poisson(A @ np.array([3.0, 0.4, 2.0, 0.3, 1.5, 1.0])).astype(float)
+    fresh = solve(A, np.zeros(400), d, np.full(6, 1e-3), statistic="cstat", tol=1e-6)
+    for j in range(6):
+        prev = fresh.theta.copy()
+        prev[j] = 0.0
+        res = solve(A, np.zeros(400), d, warm_start(prev), statistic="cstat", tol=1e-6)
+        assert res.statistic == pytest.approx(fresh.statistic, abs=1e-3)
+        assert res.theta[j] == pytest.approx(fresh.theta[j], rel=1e-3)
