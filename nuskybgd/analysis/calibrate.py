@@ -18,6 +18,8 @@ The results become, per epoch, a bundle in the ``ratios.json`` format:
   (``norm_k * MODAREA / AREA_k`` for apec and lines, ``norm_k * 599.75 /
   AREA_k`` for intn; areas in DET1 pixels from the stack headers); a
   detector without a group keeps the preset value (listed in ``gain.json``);
+  a norm fitted to 0 on some detectors only is written as
+  :data:`IFACTOR_FLOOR` times the module's largest (logged);
 - everything else (apbgd, fcxb, line widths, apec kT) from the presets;
 
 plus ``gain.json`` (gain slope/offset with errors, line energies per
@@ -48,6 +50,7 @@ from .calibfit import GroupSpectrum, fit_group
 
 __all__ = [
     "CALIBRATION_FORMAT",
+    "IFACTOR_FLOOR",
     "NOMINAL_DET_AREA",
     "CalibTask",
     "calibrate",
@@ -57,6 +60,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("nuskybgd")
+
+#: An ifactor fitted to 0 on some detectors of a module (a norm at its bound) is written as this
+#: fraction of the module's largest for that component, so that the linked model's ratios stay finite.
+IFACTOR_FLOOR = 1e-3
 
 #: Default detector area when a manifest gives none: 32 x 32 raw pixels of 5 x 5 DET1 pixels.
 NOMINAL_DET_AREA = 25600.0
@@ -377,6 +384,20 @@ def epoch_ratios(base_ratios, fits_by_det, module):
     for k, res in fits_by_det.items():
         norm = res["norms"][res["components"].index("intn")]
         comp["ifactors"][k] = float(_ifactor("intn", norm, res["area"], res["module_area"]))
+    floored = []
+    for name, entries in list(intbgd["components"].items()) + [("intn", c) for c in intn["components"].values()]:
+        ifac = entries[module]["ifactors"]
+        top = max(ifac)
+        low = [k for k, v in enumerate(ifac) if not v > 0]
+        if top > 0 and low:
+            # a norm fitted to its bound 0 on some detectors only: the linked model ties regions by
+            # ifactor ratios, which a zero on the reference region would make infinite
+            for k in low:
+                ifac[k] = IFACTOR_FLOOR * top
+            floored.append(f"{name} DET{','.join(map(str, low))}")
+    if floored:
+        log.info("FPM%s: ifactors fitted to 0 set to %g x the module's largest (%s)", module, IFACTOR_FLOOR,
+                 "; ".join(floored))
     return r, kept
 
 

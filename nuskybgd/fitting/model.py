@@ -175,10 +175,18 @@ def build_background_state(spectra, weights, presets, fix_line_ratios=False, fcx
             return det_sum(i, ifac)
         return ifsum(i, ifac) / float(np.sum(module_area[spectra[i]["module"]]))
 
-    def link_ratio(i, r, ifac):
+    def link_ratio(i, r, ifac, what):
         # norm_i / norm_ref: the section-6 ratio in every convention (spec,
         # image and the XCM rely on it); only the presets change
-        return ifsum(i, ifac) / ifsum(r, ifac)
+        num, den = ifsum(i, ifac), ifsum(r, ifac)
+        if den > 0:
+            return num / den
+        if num == 0:
+            return 1.0  # the presets hold this component at zero on both regions (e.g. an epoch's absent line)
+        raise NuskybgdError(
+            f"{what}: the presets (ifactors) give the reference spectrum {r + 1} of module {spectra[r]['module']} "
+            f"zero and spectrum {i + 1} a positive norm, so the linked model cannot tie them; "
+            f"fit with --free-detectors or use presets with non-zero ifactors on the reference region")
 
     def intn_norm(i, ifac):
         if spectra[i]["module"] in per_det:
@@ -231,7 +239,7 @@ def build_background_state(spectra, weights, presets, fix_line_ratios=False, fcx
                     n5_index, n5_value = len(src.params), norm
         else:
             base = src.index(r + 1, 1)  # 0-based start of the reference group
-            ratio = link_ratio(i, r, pa["ifactors"])
+            ratio = link_ratio(i, r, pa["ifactors"], "intbgd:apec")
             src.params += [_linked(da["kT"], "intbgd", base + 1, 1.0),
                            _linked(da["Abundanc"], "intbgd", base + 2, 1.0),
                            _linked(da["Redshift"], "intbgd", base + 3, 1.0),
@@ -239,7 +247,7 @@ def build_background_state(spectra, weights, presets, fix_line_ratios=False, fcx
             for k, name in enumerate(line_names):
                 pl = intb[name][m]
                 j = base + 5 + 3 * k
-                ratio = link_ratio(i, r, pl["ifactors"])
+                ratio = link_ratio(i, r, pl["ifactors"], f"intbgd:{name}")
                 src.params += [_linked(dl["LineE"], "intbgd", j, 1.0),
                                _linked(dl["Width"], "intbgd", j + 1, 1.0),
                                _linked(dl["norm"], "intbgd", j + 2, ratio)]
@@ -274,7 +282,7 @@ def build_background_state(spectra, weights, presets, fix_line_ratios=False, fcx
         if i == r:
             src.params.append(_param(db["norm"], intn_norm(i, pb["ifactors"]), frozen=False))
         else:
-            ratio = link_ratio(i, r, pb["ifactors"])
+            ratio = link_ratio(i, r, pb["ifactors"], "intn:bknpower")
             src.params.append(_linked(db["norm"], "intn", 4 * r + 4, ratio))
     state.sources.append(src)
 

@@ -140,3 +140,55 @@ def test_manifest_errors(tmp_path, real, shared_caldb):
     man.write_text(f"file,epoch,module,det\n{real / 'stacked' / 'epoch2_det0_FPMA.pha'},1,C,0\n")
     with pytest.raises(NuskybgdError, match="module 'C'"):
         load_manifest(man, "r.rmf")
+
+
+def test_ifactor_fitted_to_zero_on_some_detectors_is_floored():
+    """A line fitted to 0 on two detectors only: written as IFACTOR_FLOOR x the largest (the linked
+    model's ratios stay finite); a line at 0 on every detector stays 0 and links 1:1."""
+    import copy
+
+    from nuskybgd.analysis.calibrate import IFACTOR_FLOOR, epoch_ratios
+    from nuskybgd.calib.auxil import load_ratios
+    from nuskybgd.fitting.detectors import DETECTOR_AREA_PIX
+
+    base = load_ratios()
+    intbgd = next(m for m in base["models"] if m["name"].endswith("intbgd"))
+    comps = ["intbgd.lorentz_11", "intbgd.lorentz_12", "intn"]
+    fits = {}
+    for k in range(4):
+        norms = [0.0 if k in (0, 2) else 1e-4, 0.0, 1e-3]
+        fits[k] = {"components": comps, "norms": norms, "line_energies": {}, "area": DETECTOR_AREA_PIX,
+                   "module_area": 4 * DETECTOR_AREA_PIX}
+    out, kept = epoch_ratios(copy.deepcopy(base), fits, "A")
+    assert kept == []
+    got = next(m for m in out["models"] if m["name"].endswith("intbgd"))["components"]
+    ifac = got["lorentz_11"]["A"]["ifactors"]
+    assert ifac[1] > 0 and ifac[1] == ifac[3]
+    assert ifac[0] == ifac[2] == pytest.approx(IFACTOR_FLOOR * ifac[1])
+    assert got["lorentz_12"]["A"]["ifactors"] == [0.0] * 4
+    assert intbgd["components"]["lorentz_11"]["A"]["ifactors"] != ifac  # the base was not modified
+
+
+def test_linked_presets_with_zero_reference():
+    """build_background_state: a component at 0 on every region links 1:1; zero on the reference region
+    only is a one-line error naming the component (never a ZeroDivisionError)."""
+    import copy
+
+    from nuskybgd.calib.auxil import load_ratios
+    from nuskybgd.errors import NuskybgdError
+    from nuskybgd.fitting.detectors import DETECTOR_AREA_PIX, detector_weights
+    from nuskybgd.fitting.model import build_background_state
+
+    ratios = load_ratios()
+    specs = [{"file": f"s{k}", "module": "A", "rmf": "r", "apbgd_arf": "a", "fcxb_arf": "f", "diag_rmf": "d"}
+             for k in range(2)]
+    weights = [detector_weights(0), detector_weights(1)]
+    area = {"A": [DETECTOR_AREA_PIX] * 4, "B": [DETECTOR_AREA_PIX] * 4}
+    r = copy.deepcopy(ratios)
+    comp = next(m for m in r["models"] if m["name"].endswith("intbgd"))["components"]["lorentz_11"]["A"]
+    comp["ifactors"] = [0.0] * 4
+    st = build_background_state(specs, weights, r, module_area=area)
+    assert st.source("intbgd") is not None
+    comp["ifactors"] = [0.0, 1.0, 1.0, 1.0]
+    with pytest.raises(NuskybgdError, match="intbgd:lorentz_11: the presets .* reference spectrum 1"):
+        build_background_state(specs, weights, r, module_area=area)
