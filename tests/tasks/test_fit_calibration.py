@@ -8,24 +8,14 @@ import logging
 import pytest
 
 from nuskybgd.calib.auxil import load_ratios
-from nuskybgd.calib.caldb import Caldb
 from nuskybgd.cli import main
-from nuskybgd.analysis import demo
 from nuskybgd.analysis.fit import fit_background
 
 
 @pytest.fixture(scope="module")
-def chain(simulated_obs, tmp_path_factory):
-    out = tmp_path_factory.mktemp("fitcal")
-    sim = simulated_obs
-    images = demo.step_images(sim, out)
-    aspects = demo.step_aspect(sim, out)
-    imaps = demo.step_instrmap(sim, out)
-    ap, det = demo.step_projbgd(images, imaps, aspects, out)
-    regions = demo.step_regions(sim, out)
-    spectra = demo.step_extract(sim, regions, out)
-    info = demo.step_bgdinfo(spectra, regions, images, ap, det, out)
-    return dict(out=out, info=info, caldb=Caldb(sim.caldb), date=sim.truth["date_obs"])
+def chain(fit_chain):
+    """The session's fit chain (tests/fit_chain.py) and the observation date."""
+    return dict(fit_chain, date=fit_chain["sim"].truth["date_obs"])
 
 
 def _caldir(root, epochs):
