@@ -25,7 +25,10 @@ Every output of a task goes through one transaction (:func:`atomic_outputs`):
    folders of dead processes (their owner lock is free). A staging folder
    whose transaction has a journal is rolled forward (the remaining renames
    are done); one without is removed. A killed run therefore leaves either
-   the complete old set or the complete new set, never a mixture. Hidden
+   the complete old set or the complete new set, never a mixture. A staging
+   folder is removed by first renaming it to ``.nuskybgd-stage-done-*``, so
+   a run killed while removing one leaves a folder that the next recovery
+   removes at once. Hidden
    ``.NAME.xxxxxxxx.tmp`` files of older versions are removed as well.
 
 For kill tests the window between renames can be widened or hit exactly:
@@ -60,6 +63,7 @@ LOCK_SUFFIX = ".nuskybgd-lock"
 _JOURNAL = "JOURNAL"
 _PRIMARY = "PRIMARY"
 _OWNER = "OWNER"
+_DONE = STAGE_PREFIX + "done-"  # a finished staging folder being removed (always garbage)
 _OLD_TMP = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")
 
 #: ``None`` or ``callable(done, total)``, called before each rename of a commit (tests).
@@ -292,13 +296,33 @@ def _read_journal(stage):
         return None
 
 
+def _remove_stage(stage):
+    """Remove a finished staging folder: renamed to ``.nuskybgd-stage-done-*`` first.
+
+    The rename is atomic, so a kill during the removal leaves a folder whose
+    name alone says it is garbage, never a half-removed staging folder that
+    looks like one still being created (no owner lock yet).
+    """
+    stage = Path(stage)
+    dead = stage
+    if not stage.name.startswith(_DONE):
+        dead = stage.parent / f"{_DONE}{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            os.rename(stage, dead)
+        except FileNotFoundError:
+            return
+        except OSError:
+            dead = stage
+    shutil.rmtree(dead, ignore_errors=True)
+
+
 def _roll_forward(journal):
     files, stages = journal
     for staged, final in files:
         if os.path.lexists(staged):
             os.replace(staged, final)
     for s in stages[1:] + stages[:1]:  # primary (first) removed last
-        shutil.rmtree(s, ignore_errors=True)
+        _remove_stage(s)
 
 
 def recover_folder(folder):
@@ -323,6 +347,10 @@ def recover_folder(folder):
     for e in entries:
         stage = Path(e.path)
         if str(stage) in _ACTIVE_STAGES or not e.is_dir(follow_symlinks=False):
+            continue
+        if e.name.startswith(_DONE):  # committed or discarded; its owner was removing it
+            shutil.rmtree(stage, ignore_errors=True)
+            done.append(f"removed finished staging folder {stage.name}")
             continue
         fd = _try_owner_lock(stage)
         if fd is None:
@@ -349,7 +377,7 @@ def recover_folder(folder):
                     _release(new)
                 done.append(f"completed interrupted commit of {len(journal[0])} files ({stage.name})")
             else:
-                shutil.rmtree(stage, ignore_errors=True)
+                _remove_stage(stage)
                 done.append(f"removed unfinished staging folder {stage.name}")
         finally:
             if fd >= 0:
@@ -554,7 +582,7 @@ class _Transaction:
 
     def discard(self):
         for s in list(self.stages.values())[1:] + list(self.stages.values())[:1]:
-            shutil.rmtree(s, ignore_errors=True)
+            _remove_stage(s)
             _ACTIVE_STAGES.discard(str(s))
         for fd in self.owner_fds:
             os.close(fd)

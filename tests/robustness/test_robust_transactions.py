@@ -326,3 +326,37 @@ def test_error_line_not_glued_to_progress_bar(monkeypatch, capsys):
     assert rc == 2
     lines = [ln for ln in err.split("\n") if "error" in ln]
     assert lines == ["nuskybgd mkimgs: error: something went wrong"]
+
+
+KILLED_REMOVAL = r"""
+import os, shutil, signal, sys
+from pathlib import Path
+from nuskybgd.io import output
+
+def killed_rmtree(path, ignore_errors=False):
+    for p in sorted(Path(path).iterdir())[:int(sys.argv[2])]:
+        p.unlink()  # part of the removal done, then the process is killed
+    os.kill(os.getpid(), signal.SIGKILL)
+
+output.shutil.rmtree = killed_rmtree
+d = Path(sys.argv[1])
+names = [d / f"f{i}.txt" for i in range(6)]
+with output.atomic_outputs(names, clobber=True) as out:
+    for p in names:
+        Path(out[p]).write_text("n" * 1000)
+"""
+
+
+@pytest.mark.parametrize("removed", [0, 1, 2])
+def test_kill_while_removing_stage(tmp_path, removed):
+    """SIGKILL half-way through removing the staging folder: the next run removes what is left."""
+    _old_set(tmp_path)
+    r = subprocess.run([sys.executable, "-c", KILLED_REMOVAL, str(tmp_path), str(removed)], env=_env(),
+                       capture_output=True, text=True)
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    assert _state(tmp_path) == "new"
+    left = [n for n in _leftovers(tmp_path) if n.startswith(STAGE_PREFIX)]
+    assert len(left) == 1 and left[0].startswith(STAGE_PREFIX + "done-")
+    done = recover_folder(tmp_path)
+    assert any("removed finished staging folder" in d for d in done)
+    assert [n for n in _leftovers(tmp_path) if n.startswith(STAGE_PREFIX)] == []
