@@ -102,6 +102,8 @@ def main():
     ap.add_argument("work")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--epochs", default="year")
+    ap.add_argument("--bootstrap", type=int, default=0, help="replicas for the gain errors (0: curvature)")
+    ap.add_argument("--tag", default="", help="suffix of the result files (e.g. _curvature)")
     args = ap.parse_args()
     archive, work = Path(args.archive), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -110,15 +112,16 @@ def main():
     stack_archive(archive, work / "stack", epochs=args.epochs, runner=runner, clobber=True)
     t_stack = time.perf_counter() - t0
     t0 = time.perf_counter()
-    calibrate(load_stack_groups(work / "stack"), work / "cal", runner=runner, clobber=True)
+    calibrate(load_stack_groups(work / "stack", bootstrap=args.bootstrap), work / "cal", runner=runner, clobber=True)
     t_cal = time.perf_counter() - t0
     out, summary = pulls(archive, work / "stack", work / "cal")
     n_obs = json.loads((work / "stack" / "stack.json").read_text())["n_observations"]
     res = {"archive": str(archive), "n_observations": n_obs, "epochs": args.epochs, "workers": args.workers,
+           "bootstrap": args.bootstrap,
            "stack_seconds": t_stack, "calibrate_seconds": t_cal, "pulls": summary,
            "pull_values": {q: [float(x) for x in v] for q, v in out.items()}}
-    (HERE / "results" / "archive_recovery.json").write_text(json.dumps(res, indent=1) + "\n")
-    plot(out, HERE / "results" / "archive_recovery.png")
+    (HERE / "results" / f"archive_recovery{args.tag}.json").write_text(json.dumps(res, indent=1) + "\n")
+    plot(out, HERE / "results" / f"archive_recovery{args.tag}.png")
     for q, s in summary.items():
         print(f"{q:24s} n={s['n']:3d} mean {s['mean']:+.2f} std {s['std']:.2f}")
 

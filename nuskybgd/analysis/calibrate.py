@@ -37,6 +37,7 @@ import copy
 import hashlib
 import json
 import logging
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -103,6 +104,8 @@ class CalibTask:
         Add an Earth albedo continuum (occulted data).
     fit_gain : bool
         Fit the gain slope and offset.
+    bootstrap : int
+        Replicas whose gain fits give the gain errors (0: profile curvature).
     """
 
     name: str
@@ -123,6 +126,7 @@ class CalibTask:
     emax: float = 150.0
     albedo: bool = False
     fit_gain: bool = True
+    bootstrap: int = 0
 
 
 def _check_module_det(module, det, where):
@@ -132,7 +136,8 @@ def _check_module_det(module, det, where):
         raise NuskybgdError(f"{where}: detector {det} (use 0..3)")
 
 
-def load_stack_groups(stackdir, rmf=None, emin=3.0, emax=150.0, albedo=False, fit_gain=True, detabs_file=None):
+def load_stack_groups(stackdir, rmf=None, emin=3.0, emax=150.0, albedo=False, fit_gain=True, detabs_file=None,
+                      bootstrap=0):
     """Groups of a ``stack`` folder.
 
     Parameters
@@ -147,6 +152,8 @@ def load_stack_groups(stackdir, rmf=None, emin=3.0, emax=150.0, albedo=False, fi
         Add an Earth albedo continuum.
     fit_gain : bool
         Fit the gain slope and offset.
+    bootstrap : int
+        Replicas whose gain fits give the gain errors (0: profile curvature).
     detabs_file : str, optional
         Detector absorption file overriding the CALDB's.
 
@@ -186,7 +193,8 @@ def load_stack_groups(stackdir, rmf=None, emin=3.0, emax=150.0, albedo=False, fi
                                epoch_stop=g["epoch_stop"], module=g["module"], det=int(g["det"]), mode=mode,
                                exposure=float(g["exposure"]), area=float(g["area"]),
                                module_area=float(g["module_area"]), caldb=index.get("caldb"),
-                               detabs_file=detabs_file, emin=emin, emax=emax, albedo=albedo, fit_gain=fit_gain))
+                               detabs_file=detabs_file, emin=emin, emax=emax, albedo=albedo, fit_gain=fit_gain,
+                               bootstrap=bootstrap))
     return tasks
 
 
@@ -203,7 +211,7 @@ def _respfile(pha):
     return str(p)
 
 
-def load_manifest(manifest, rmf, emin=3.0, emax=150.0, albedo=True, fit_gain=True, detabs_file=None):
+def load_manifest(manifest, rmf, emin=3.0, emax=150.0, albedo=True, fit_gain=True, detabs_file=None, bootstrap=0):
     """Groups listed in a manifest (spectra with meaningless headers).
 
     Parameters
@@ -223,6 +231,8 @@ def load_manifest(manifest, rmf, emin=3.0, emax=150.0, albedo=True, fit_gain=Tru
         occulted data).
     fit_gain : bool
         Fit the gain slope and offset.
+    bootstrap : int
+        Replicas whose gain fits give the gain errors (0: profile curvature).
     detabs_file : str, optional
         Detector absorption file overriding the CALDB's.
 
@@ -274,7 +284,7 @@ def load_manifest(manifest, rmf, emin=3.0, emax=150.0, albedo=True, fit_gain=Tru
                                epoch_stop=str(row["epoch_stop"]) if "epoch_stop" in t.colnames else "",
                                module=module, det=det, mode="occultation", exposure=expo, area=area,
                                module_area=marea, detabs_file=detabs_file, emin=emin, emax=emax, albedo=albedo,
-                               fit_gain=fit_gain))
+                               fit_gain=fit_gain, bootstrap=bootstrap))
     keys = [(x.epoch, x.module, x.det) for x in tasks]
     if len(set(keys)) != len(keys):
         raise NuskybgdError(f"{manifest}: an (epoch, module, det) appears twice")
@@ -317,12 +327,13 @@ def calibrate_group(task):
     spec = GroupSpectrum(name=task.name, counts=counts, exposure=task.exposure, module=task.module, det=task.det,
                          rmf=_rmf(task.rmf), mode=task.mode, area=task.area, module_area=task.module_area,
                          detabs_file=task.detabs_file, caldb=task.caldb)
-    fit = fit_group(spec, emin=task.emin, emax=task.emax, fit_gain=task.fit_gain, albedo=task.albedo)
+    fit = fit_group(spec, emin=task.emin, emax=task.emax, fit_gain=task.fit_gain, albedo=task.albedo,
+                    bootstrap=task.bootstrap, seed=zlib.crc32(task.name.encode("utf-8")))
     return {
         "name": task.name, "epoch": task.epoch, "module": task.module, "det": task.det,
         "components": list(fit.components), "norms": [float(v) for v in fit.norms],
         "norm_errors": [float(v) for v in fit.norm_errors], "slope": fit.slope, "slope_error": fit.slope_error,
-        "offset": fit.offset, "offset_error": fit.offset_error,
+        "offset": fit.offset, "offset_error": fit.offset_error, "gain_error_method": fit.error_method,
         "gain_covariance": [[float(v) for v in r] for r in fit.gain_covariance],
         "cstat": fit.statistic, "dof": fit.dof, "n_bins": fit.n_bins, "counts": float(counts.sum()),
         "exposure": task.exposure, "area": task.area, "module_area": task.module_area,
@@ -545,7 +556,7 @@ def calibrate(tasks, caldir, runner=None, clobber=False, version="1", plot=True)
                     ratios, kept = epoch_ratios(ratios, by_det, m)
                     gain["modules"][m] = {"preset_detectors": kept, "detectors": {
                         f"DET{k}": {**{x: r[x] for x in ("slope", "slope_error", "offset", "offset_error",
-                                                          "cstat", "dof", "exposure", "counts", "area",
+                                                          "gain_error_method", "cstat", "dof", "exposure", "counts", "area",
                                                           "module_area", "line_energies", "name")},
                                     "norms": {c: [v, e] for c, v, e in zip(r["components"], r["norms"],
                                                                            r["norm_errors"])}}

@@ -45,6 +45,10 @@ def add_arguments(parser):
                         help="add an aperture-shaped continuum (Earth albedo); default on with --manifest")
     parser.add_argument("--no-albedo", dest="albedo", action="store_false", help="no albedo continuum")
     parser.add_argument("--fixed-gain", action="store_true", help="do not fit the gain (slope 1, offset 0)")
+    parser.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                        help="gain errors from the fits of N Poisson replicas of each group's best fit "
+                             "(parametric bootstrap; N >= 3, about N times the fit time); default 0: "
+                             "curvature of the profile, too small for stacks of a few 10^4 counts")
     parser.add_argument("--version-label", default="1", help="version stored in calibration.json (default 1)")
     parser.add_argument("--no-plot", action="store_true", help="do not write trends.png")
     add_dask_arguments(parser)
@@ -55,15 +59,19 @@ def run(args):
     """Run ``nuskybgd calibrate``."""
     from ..analysis.calibrate import calibrate, load_manifest, load_stack_groups
     from ..analysis.executor import make_runner
+    from ..errors import NuskybgdError
+    if args.bootstrap < 0 or 0 < args.bootstrap < 3:
+        raise NuskybgdError(f"--bootstrap {args.bootstrap}: use 0 (curvature errors) or 3 or more replicas")
     # an external scheduler is checked before the stack is read (an unreachable one is reported at once)
     runner = make_runner(args.serial, args.workers, args.scheduler, desc="calibrate")
     if args.manifest:
         tasks = load_manifest(args.manifest, args.rmf, emin=args.emin, emax=args.emax,
                               albedo=True if args.albedo is None else args.albedo, fit_gain=not args.fixed_gain,
-                              detabs_file=args.detabs)
+                              detabs_file=args.detabs, bootstrap=args.bootstrap)
     else:
         tasks = load_stack_groups(args.stackdir, rmf=args.rmf, emin=args.emin, emax=args.emax,
-                                  albedo=bool(args.albedo), fit_gain=not args.fixed_gain, detabs_file=args.detabs)
+                                  albedo=bool(args.albedo), fit_gain=not args.fixed_gain, detabs_file=args.detabs,
+                                  bootstrap=args.bootstrap)
     calibrate(tasks, args.caldir, runner=runner, clobber=args.clobber, version=args.version_label,
               plot=not args.no_plot)
     return 0

@@ -6,11 +6,14 @@ import pytest
 from nuskybgd.analysis.calibfit import (
     GroupSpectrum,
     apply_gain,
+    cumulative_counts,
     fit_group,
     group_components,
     group_templates,
+    remap_cumulative,
     warm_start,
 )
+from nuskybgd.errors import NuskybgdError
 from nuskybgd.calib.caldb import Caldb
 from nuskybgd.io.ogip import read_rmf
 from nuskybgd.calib.presets import component_presets
@@ -45,19 +48,55 @@ def test_apply_gain_moves_a_line():
     assert np.sum(g * e) / 10.0 == pytest.approx(0.99 * 41.62 + 0.05, abs=0.02)
 
 
-def test_fit_recovers_injected_gain(synthetic_caldb):
-    """Poisson spectrum drawn from the model at slope 0.992, offset 0: the fit finds it within 4 sigma
-    and the preset gain (slope 1) is far worse in cstat."""
-    caldb = Caldb(synthetic_caldb)
+def test_remap_cumulative_is_apply_gain():
+    t = np.random.default_rng(3).random((4, 4096))
+    cum = cumulative_counts(t)
+    for slope, offset in ((1.0, 0.0), (0.987, 0.13), (1.012, -0.4)):
+        assert np.array_equal(remap_cumulative(cum, slope, offset), apply_gain(t, slope, offset))
+
+
+def _simulated_group(caldb_root, slope=0.992, seed=5):
+    caldb = Caldb(caldb_root)
     rmf = read_rmf(str(caldb.rmf("FPMA", "DET1")))
     spec = GroupSpectrum("sim", np.zeros(4096), 2e6, "A", 1, rmf, caldb=caldb)
     p = component_presets("A")
     keys = group_components("occultation", p)
     T = group_templates(spec, p, keys)
     norms = np.array([p.apec.ifactors[1]] + [ln.ifactors[1] for ln in p.lines] + [p.intn.ifactors[1] * 0.05])
-    mu = norms @ apply_gain(T, 0.992, 0.0)
-    counts = np.random.default_rng(5).poisson(mu).astype(float)
-    spec.counts = counts
+    spec.counts = np.random.default_rng(seed).poisson(norms @ apply_gain(T, slope, 0.0)).astype(float)
+    return spec
+
+
+@pytest.mark.parametrize("n", [-1, 1, 2, 2.5])
+def test_bootstrap_count_checked(n):
+    spec = GroupSpectrum("sim", np.ones(4096), 1e5, "A", 1, None)
+    with pytest.raises(NuskybgdError, match="bootstrap"):
+        fit_group(spec, bootstrap=n)
+
+
+@pytest.mark.slow
+def test_bootstrap_gain_errors(synthetic_caldb):
+    """Replica fits give the gain covariance: reproducible with the seed, recorded as the method,
+    of the size of the curvature errors on this high-count group (where both are valid)."""
+    spec = _simulated_group(synthetic_caldb)
+    curv = fit_group(spec)
+    boot = fit_group(spec, bootstrap=4, seed=11)
+    again = fit_group(spec, bootstrap=4, seed=11)
+    other = fit_group(spec, bootstrap=4, seed=12)
+    assert curv.error_method == "curvature" and boot.error_method == "bootstrap 4"
+    assert (boot.slope, boot.offset) == (curv.slope, curv.offset)  # the best fit itself is unchanged
+    assert np.array_equal(boot.gain_covariance, again.gain_covariance)
+    assert not np.array_equal(boot.gain_covariance, other.gain_covariance)
+    for b, c in ((boot.slope_error, curv.slope_error), (boot.offset_error, curv.offset_error)):
+        assert np.isfinite(b) and 0.2 * c < b < 5 * c
+    assert all(np.isfinite(e) and err > 0 for e, err in boot.line_energies.values())
+    assert fit_group(spec, fit_gain=False, bootstrap=4).error_method == "fixed"
+
+
+def test_fit_recovers_injected_gain(synthetic_caldb):
+    """Poisson spectrum drawn from the model at slope 0.992, offset 0: the fit finds it within 4 sigma
+    and the preset gain (slope 1) is far worse in cstat."""
+    spec = _simulated_group(synthetic_caldb)
     fit = fit_group(spec)
     assert abs(fit.slope - 0.992) < 4 * fit.slope_error
     assert abs(fit.offset) < 4 * fit.offset_error

@@ -192,3 +192,24 @@ def test_linked_presets_with_zero_reference():
     comp["ifactors"] = [0.0, 1.0, 1.0, 1.0]
     with pytest.raises(NuskybgdError, match="intbgd:lorentz_11: the presets .* reference spectrum 1"):
         build_background_state(specs, weights, r, module_area=area)
+
+
+def test_bootstrap_recorded_in_gain_json(stack_dir, tmp_path):
+    tasks = [dataclasses.replace(t, fit_gain=True, bootstrap=3) for t in two_groups(stack_dir)[:1]]
+    index = calibrate(tasks, tmp_path / "cal", plot=False)
+    gain = json.loads((tmp_path / "cal" / index["epochs"][0]["files"]["gain"]["path"]).read_text())
+    det = gain["modules"]["A"]["detectors"]["DET0"]
+    assert det["gain_error_method"] == "bootstrap 3"
+    assert np.isfinite(det["slope_error"]) and det["slope_error"] > 0
+
+
+@pytest.mark.parametrize("n", ["-2", "1"])
+def test_cli_bootstrap_checked(stack_dir, tmp_path, n):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "nuskybgd", "calibrate", str(stack_dir), str(tmp_path / "cal"),
+                        "--serial", "--bootstrap", n], capture_output=True, text=True)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--bootstrap" in lines[0]
+    assert not (tmp_path / "cal").exists()
