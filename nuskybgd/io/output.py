@@ -267,12 +267,35 @@ def output_session():
 
 
 # ------------------------------------------------------------------------------------------- recovery
+_STAGE_PID = re.compile(r"(\d+)-[0-9a-f]{8}$")
+
+
+def _pid_alive(name):
+    """Whether the process named in a staging folder's name (``...PID-XXXXXXXX``) may still run."""
+    m = _STAGE_PID.search(name)
+    if m is None:
+        return True
+    pid = int(m.group(1))
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
 def _try_owner_lock(stage):
     """Return an fd holding the stage's owner lock, or None if its owner is alive."""
     try:
         fd = os.open(stage / _OWNER, os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
-        # Being created (owner lock not yet made) or half removed: only touch it when old.
+        # Being created (owner lock not yet made): garbage once its creator (PID in the name) is
+        # dead, or when old (the PID may have been reused).
+        if not _pid_alive(stage.name):
+            return -1
         try:
             age = time.time() - os.stat(stage).st_mtime
         except OSError:

@@ -360,3 +360,21 @@ def test_kill_while_removing_stage(tmp_path, removed):
     done = recover_folder(tmp_path)
     assert any("removed finished staging folder" in d for d in done)
     assert [n for n in _leftovers(tmp_path) if n.startswith(STAGE_PREFIX)] == []
+
+
+def test_stage_without_owner_of_dead_process_removed(tmp_path):
+    """Killed between creating its staging folder and its owner lock: removed at once (creator dead),
+    while a young one of a live process is left alone."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / f"{STAGE_PREFIX}{dead_pid}-0123abcd").mkdir()
+        (tmp_path / f"{STAGE_PREFIX}probe-{dead_pid}-89abcdef").mkdir()
+        (tmp_path / f"{STAGE_PREFIX}{live.pid}-0123abcd").mkdir()
+        done = recover_folder(tmp_path)
+        assert len(done) == 2
+        assert _leftovers(tmp_path) == [f"{STAGE_PREFIX}{live.pid}-0123abcd"]
+    finally:
+        live.kill()
+        live.wait()
