@@ -46,12 +46,14 @@ import numpy as np
 
 from ..errors import NuskybgdError
 from ..constants import ARCMIN2_PIX
-from ..calib.presets import component_presets
+from ..calib.auxil import load_ratios
+from ..calib.presets import component_presets, with_added_lines
 from .calibfit import GroupSpectrum, fit_group
 
 __all__ = [
     "CALIBRATION_FORMAT",
     "IFACTOR_FLOOR",
+    "floor_ifactors",
     "NOMINAL_DET_AREA",
     "CalibTask",
     "calibrate",
@@ -106,6 +108,9 @@ class CalibTask:
         Fit the gain slope and offset.
     bootstrap : int
         Replicas whose gain fits give the gain errors (0: profile curvature).
+    add_lines : tuple of float
+        Energies (keV) of Lorentz lines added to the bundle's intbgd model
+        and fitted (see :func:`nuskybgd.calib.presets.with_added_lines`).
     """
 
     name: str
@@ -127,6 +132,7 @@ class CalibTask:
     albedo: bool = False
     fit_gain: bool = True
     bootstrap: int = 0
+    add_lines: tuple = ()
 
 
 def _check_module_det(module, det, where):
@@ -137,7 +143,7 @@ def _check_module_det(module, det, where):
 
 
 def load_stack_groups(stackdir, rmf=None, emin=3.0, emax=150.0, albedo=False, fit_gain=True, detabs_file=None,
-                      bootstrap=0):
+                      bootstrap=0, add_lines=()):
     """Groups of a ``stack`` folder.
 
     Parameters
@@ -154,6 +160,8 @@ def load_stack_groups(stackdir, rmf=None, emin=3.0, emax=150.0, albedo=False, fi
         Fit the gain slope and offset.
     bootstrap : int
         Replicas whose gain fits give the gain errors (0: profile curvature).
+    add_lines : sequence of float
+        Energies (keV) of Lorentz lines added to the model and fitted.
     detabs_file : str, optional
         Detector absorption file overriding the CALDB's.
 
@@ -194,7 +202,7 @@ def load_stack_groups(stackdir, rmf=None, emin=3.0, emax=150.0, albedo=False, fi
                                exposure=float(g["exposure"]), area=float(g["area"]),
                                module_area=float(g["module_area"]), caldb=index.get("caldb"),
                                detabs_file=detabs_file, emin=emin, emax=emax, albedo=albedo, fit_gain=fit_gain,
-                               bootstrap=bootstrap))
+                               bootstrap=bootstrap, add_lines=tuple(float(e) for e in add_lines)))
     return tasks
 
 
@@ -211,7 +219,8 @@ def _respfile(pha):
     return str(p)
 
 
-def load_manifest(manifest, rmf, emin=3.0, emax=150.0, albedo=True, fit_gain=True, detabs_file=None, bootstrap=0):
+def load_manifest(manifest, rmf, emin=3.0, emax=150.0, albedo=True, fit_gain=True, detabs_file=None, bootstrap=0,
+                  add_lines=()):
     """Groups listed in a manifest (spectra with meaningless headers).
 
     Parameters
@@ -233,6 +242,8 @@ def load_manifest(manifest, rmf, emin=3.0, emax=150.0, albedo=True, fit_gain=Tru
         Fit the gain slope and offset.
     bootstrap : int
         Replicas whose gain fits give the gain errors (0: profile curvature).
+    add_lines : sequence of float
+        Energies (keV) of Lorentz lines added to the model and fitted.
     detabs_file : str, optional
         Detector absorption file overriding the CALDB's.
 
@@ -284,7 +295,8 @@ def load_manifest(manifest, rmf, emin=3.0, emax=150.0, albedo=True, fit_gain=Tru
                                epoch_stop=str(row["epoch_stop"]) if "epoch_stop" in t.colnames else "",
                                module=module, det=det, mode="occultation", exposure=expo, area=area,
                                module_area=marea, detabs_file=detabs_file, emin=emin, emax=emax, albedo=albedo,
-                               fit_gain=fit_gain, bootstrap=bootstrap))
+                               fit_gain=fit_gain, bootstrap=bootstrap,
+                               add_lines=tuple(float(e) for e in add_lines)))
     keys = [(x.epoch, x.module, x.det) for x in tasks]
     if len(set(keys)) != len(keys):
         raise NuskybgdError(f"{manifest}: an (epoch, module, det) appears twice")
@@ -327,7 +339,8 @@ def calibrate_group(task):
     spec = GroupSpectrum(name=task.name, counts=counts, exposure=task.exposure, module=task.module, det=task.det,
                          rmf=_rmf(task.rmf), mode=task.mode, area=task.area, module_area=task.module_area,
                          detabs_file=task.detabs_file, caldb=task.caldb)
-    fit = fit_group(spec, emin=task.emin, emax=task.emax, fit_gain=task.fit_gain, albedo=task.albedo,
+    ratios = with_added_lines(load_ratios(), task.add_lines) if task.add_lines else None
+    fit = fit_group(spec, presets=ratios, emin=task.emin, emax=task.emax, fit_gain=task.fit_gain, albedo=task.albedo,
                     bootstrap=task.bootstrap, seed=zlib.crc32(task.name.encode("utf-8")))
     return {
         "name": task.name, "epoch": task.epoch, "module": task.module, "det": task.det,
@@ -395,6 +408,28 @@ def epoch_ratios(base_ratios, fits_by_det, module):
     for k, res in fits_by_det.items():
         norm = res["norms"][res["components"].index("intn")]
         comp["ifactors"][k] = float(_ifactor("intn", norm, res["area"], res["module_area"]))
+    floor_ifactors(r, module)
+    return r, kept
+
+
+def floor_ifactors(ratios, module):
+    """Make every ifactor of one module positive, in place, so that the linked model stays finite.
+
+    A norm fitted to its bound 0 on some detectors only is set to
+    :data:`IFACTOR_FLOOR` times the module's largest for that component. A
+    component at 0 on every detector (a line absent from the data, or an
+    added line of a module without fitted groups) stays 0: the linked model
+    ties such a component 1:1 between regions, at norm 0.
+
+    Parameters
+    ----------
+    ratios : dict
+        Parsed ratios.json (modified).
+    module : str
+        ``"A"`` or ``"B"``.
+    """
+    intbgd = next(mdl for mdl in ratios["models"] if mdl["name"].endswith("intbgd"))
+    intn = next(mdl for mdl in ratios["models"] if mdl["name"].endswith("intn"))
     floored = []
     for name, entries in list(intbgd["components"].items()) + [("intn", c) for c in intn["components"].values()]:
         ifac = entries[module]["ifactors"]
@@ -409,7 +444,6 @@ def epoch_ratios(base_ratios, fits_by_det, module):
     if floored:
         log.info("FPM%s: ifactors fitted to 0 set to %g x the module's largest (%s)", module, IFACTOR_FLOOR,
                  "; ".join(floored))
-    return r, kept
 
 
 def _decimal_year(iso):
@@ -511,7 +545,6 @@ def calibrate(tasks, caldir, runner=None, clobber=False, version="1", plot=True)
     from astropy.table import Table
 
     from .. import __version__
-    from ..calib.auxil import load_ratios
     from ..io.output import atomic_outputs, check_outputs
 
     if not tasks:
@@ -532,7 +565,10 @@ def calibrate(tasks, caldir, runner=None, clobber=False, version="1", plot=True)
             return [func(x) for x in items]
     results = runner(calibrate_group, tasks)
 
-    base = load_ratios()
+    added = {t.add_lines for t in tasks}
+    if len(added) > 1:
+        raise NuskybgdError("calibrate: the groups do not all add the same lines")
+    base = with_added_lines(load_ratios(), added.pop()) if tasks[0].add_lines else load_ratios()
     created = []
     for d in [caldir, *(caldir / e for e in epochs)]:
         if not d.exists():

@@ -5,6 +5,8 @@ component and per-detector weights (``ifactors``, DET0..DET3) of every
 norm-carrying component; see REFERENCE section 1 and 6.
 """
 
+import copy
+import re
 from dataclasses import dataclass
 
 from ..constants import module_letter
@@ -12,7 +14,13 @@ from ..errors import NuskybgdError
 from .auxil import load_ratios
 
 __all__ = ["ApbgdPreset", "ApecPreset", "LinePreset", "IntnPreset", "ComponentPresets",
-           "component_presets"]
+           "component_presets", "with_added_lines", "K_ALPHA_LINES", "ADDED_LINE_WIDTH"]
+
+#: Fluorescence lines absent from the original bundle but seen in late-epoch
+#: stacked spectra (Cr, Fe and Ni K-alpha, keV; X-ray data booklet energies).
+K_ALPHA_LINES = (5.411, 6.400, 7.472)
+#: Lorentz FWHM given to added lines, keV (unresolved: the RMF gives the width).
+ADDED_LINE_WIDTH = 0.05
 
 
 @dataclass(frozen=True)
@@ -208,3 +216,52 @@ def component_presets(module, ratios=None):
         intn=IntnPreset(_num(bkn.get("phoindx1"), "intn phoindx1", where), _num(bkn.get("breake"), "intn breake", where),
                         _num(bkn.get("phoindx2"), "intn phoindx2", where), _ifactors(bkn, "intn", where)),
     )
+
+
+def with_added_lines(ratios, energies, width=ADDED_LINE_WIDTH):
+    """A copy of a parsed ``ratios.json`` with extra intbgd Lorentz lines.
+
+    The new lines are named as XSPEC numbers components (``lorentz_31``,
+    ``lorentz_32``, ... after the last one) and get ifactors 0 in both
+    modules: they are meant to be fitted (``nuskybgd calibrate
+    --add-lines``), which writes their ifactors into the bundle.
+
+    Parameters
+    ----------
+    ratios : dict
+        Parsed ratios.json (not modified).
+    energies : sequence of float
+        Line energies, keV (0 < E < 165).
+    width : float
+        Lorentz FWHM of every added line, keV.
+
+    Returns
+    -------
+    dict
+        The extended copy.
+
+    Raises
+    ------
+    NuskybgdError
+        An energy outside the response range, or a ratios.json without an
+        intbgd model.
+    """
+    out = copy.deepcopy(ratios)
+    try:
+        intbgd = out["models"][1]
+        comps = intbgd["components"]
+    except (KeyError, IndexError, TypeError):
+        raise NuskybgdError("ratios.json: no intbgd model to add lines to") from None
+    numbers = [2 if n == "lorentz" else int(m.group(1))
+               for n in comps for m in [re.fullmatch(r"lorentz(?:_(\d+))?", n)] if m]
+    nxt = max(numbers, default=1) + 1
+    for e in energies:
+        e = float(e)
+        if not 0.0 < e < 165.0:
+            raise NuskybgdError(f"added line at {e} keV: outside the response range (0-165 keV)")
+        comps[f"lorentz_{nxt}"] = {m: {"linee": e, "width": float(width), "ifactors": [0.0, 0.0, 0.0, 0.0]}
+                                   for m in ("A", "B")}
+        if isinstance(intbgd.get("formula"), str):
+            intbgd["formula"] += f"+{{l{nxt - 1}}}"
+        nxt += 1
+    return out

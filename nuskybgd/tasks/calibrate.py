@@ -4,8 +4,8 @@ SUMMARY = "fit stacked spectra and write one calibration bundle (ratios.json, ga
 
 DESCRIPTION = """\
 Fit every stacked whole-detector spectrum of a 'nuskybgd stack' folder (or
-of a manifest) with free norms of the internal background (apec, 29 lines,
-intn) and a free detector gain (E' = slope E + offset), and write per epoch
+of a manifest) with free norms of the internal background (apec, 29 lines, the lines of
+--add-lines, intn) and a free detector gain (E' = slope E + offset), and write per epoch
 a bundle in the ratios.json format (recorded line energies, per-detector
 ifactors) plus the gain and line energies per detector:
 
@@ -24,7 +24,8 @@ the Earth albedo of occulted data (default on with --manifest).
 examples:
   nuskybgd calibrate stacks cal
   nuskybgd calibrate stacks cal --workers 2
-  nuskybgd calibrate - cal_real --manifest real.csv --rmf nuAdet3_20100101v002.rmf.gz
+  nuskybgd calibrate - cal_real --manifest real.csv --rmf nuAdet3_20100101v002.rmf.gz --add-lines
+  nuskybgd calibrate stacks cal --bootstrap 20    # gain errors from 20 replica fits per group
 """
 
 LEGACY = {}
@@ -49,6 +50,10 @@ def add_arguments(parser):
                         help="gain errors from the fits of N Poisson replicas of each group's best fit "
                              "(parametric bootstrap; N >= 3, about N times the fit time); default 0: "
                              "curvature of the profile, too small for stacks of a few 10^4 counts")
+    parser.add_argument("--add-lines", nargs="?", const="K-alpha", default=None, metavar="E1,E2,...",
+                        help="add Lorentz lines (keV) to the intbgd model and fit them; without a value: Cr, "
+                             "Fe and Ni K-alpha (5.411, 6.400, 7.472 keV), seen in late-epoch spectra; the bundle "
+                             "then carries them for 'fit --calibration'")
     parser.add_argument("--version-label", default="1", help="version stored in calibration.json (default 1)")
     parser.add_argument("--no-plot", action="store_true", help="do not write trends.png")
     add_dask_arguments(parser)
@@ -62,16 +67,28 @@ def run(args):
     from ..errors import NuskybgdError
     if args.bootstrap < 0 or 0 < args.bootstrap < 3:
         raise NuskybgdError(f"--bootstrap {args.bootstrap}: use 0 (curvature errors) or 3 or more replicas")
+    add_lines = ()
+    if args.add_lines == "K-alpha":
+        from ..calib.presets import K_ALPHA_LINES
+        add_lines = K_ALPHA_LINES
+    elif args.add_lines is not None:
+        try:
+            add_lines = tuple(float(x) for x in args.add_lines.split(","))
+        except ValueError:
+            raise NuskybgdError(f"--add-lines {args.add_lines}: give energies in keV, e.g. 6.4,7.47") from None
+        if not all(0.0 < e < 165.0 for e in add_lines):
+            raise NuskybgdError(f"--add-lines {args.add_lines}: energies must lie between 0 and 165 keV")
     # an external scheduler is checked before the stack is read (an unreachable one is reported at once)
     runner = make_runner(args.serial, args.workers, args.scheduler, desc="calibrate")
     if args.manifest:
         tasks = load_manifest(args.manifest, args.rmf, emin=args.emin, emax=args.emax,
                               albedo=True if args.albedo is None else args.albedo, fit_gain=not args.fixed_gain,
-                              detabs_file=args.detabs, bootstrap=args.bootstrap)
+                              detabs_file=args.detabs, bootstrap=args.bootstrap,
+                              add_lines=add_lines)
     else:
         tasks = load_stack_groups(args.stackdir, rmf=args.rmf, emin=args.emin, emax=args.emax,
                                   albedo=bool(args.albedo), fit_gain=not args.fixed_gain, detabs_file=args.detabs,
-                                  bootstrap=args.bootstrap)
+                                  bootstrap=args.bootstrap, add_lines=add_lines)
     calibrate(tasks, args.caldir, runner=runner, clobber=args.clobber, version=args.version_label,
               plot=not args.no_plot)
     return 0

@@ -213,3 +213,35 @@ def test_cli_bootstrap_checked(stack_dir, tmp_path, n):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "--bootstrap" in lines[0]
     assert not (tmp_path / "cal").exists()
+
+
+def test_added_lines_fitted_and_written(stack_dir, tmp_path):
+    """--add-lines: the lines enter every group's model and the bundle (FPMA DET0 fitted, the simulated
+    data have no such line; FPMB, without groups, keeps 0: such a line links 1:1 at norm 0)."""
+    tasks = [dataclasses.replace(t, add_lines=(6.4, 7.472)) for t in two_groups(stack_dir)]
+    index = calibrate(tasks, tmp_path / "cal", plot=False)
+    ratios = json.loads((tmp_path / "cal" / index["epochs"][0]["files"]["ratios"]["path"]).read_text())
+    comps = ratios["models"][1]["components"]
+    for name, e in (("lorentz_31", 6.4), ("lorentz_32", 7.472)):
+        assert comps[name]["A"]["linee"] == pytest.approx(e, abs=0.05)
+        ifac = comps[name]["A"]["ifactors"]
+        assert all(v >= 0 for v in ifac) and (max(ifac) == 0 or min(ifac) > 0)  # never a 0 beside a > 0
+        assert comps[name]["B"]["ifactors"] == [0.0] * 4
+    gain = json.loads((tmp_path / "cal" / index["epochs"][0]["files"]["gain"]["path"]).read_text())
+    assert "intbgd.lorentz_31" in gain["modules"]["A"]["detectors"]["DET0"]["norms"]
+    assert len(component_presets("A", ratios).lines) == len(component_presets("A").lines) + 2
+    mixed = [tasks[0], dataclasses.replace(tasks[1], add_lines=())]
+    with pytest.raises(NuskybgdError, match="same lines"):
+        calibrate(mixed, tmp_path / "cal2", plot=False)
+
+
+@pytest.mark.parametrize("value", ["abc", "6.4,200"])
+def test_cli_add_lines_checked(stack_dir, tmp_path, value):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "nuskybgd", "calibrate", str(stack_dir), str(tmp_path / "cal"),
+                        "--serial", f"--add-lines={value}"], capture_output=True, text=True)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--add-lines" in lines[0]
+    assert not (tmp_path / "cal").exists()
