@@ -38,7 +38,7 @@ from .spec import predict_sources
 __all__ = ["Background", "BackgroundFit", "Parameters", "Prediction"]
 
 #: Options of :meth:`Background.fit` that go to :func:`~nuskybgd.analysis.fit.prepare_fit`.
-_PREPARE_OPTIONS = ("emin", "emax", "original_norms", "detabs", "calibration")
+_PREPARE_OPTIONS = ("emin", "emax", "original_norms", "detabs", "calibration", "add_lines")
 #: Options of :meth:`Background.fit` that go to :func:`~nuskybgd.analysis.fit.run_fit`.
 _RUN_OPTIONS = ("no_fit", "gain", "thaw", "free_detectors", "errors", "gain_start", "start")
 

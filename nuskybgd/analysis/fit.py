@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..calib.auxil import auxil_path, load_ratios
+from ..calib.presets import parse_added_lines, with_added_lines
 from ..errors import NuskybgdError
 from ..fitting.detectors import DETECTOR_AREA_PIX, detector_weights, fit_extended
 from ..fitting.engine import fit_state
@@ -72,6 +73,8 @@ class FitProblem:
         The epoch bundle used (``caldir``, ``epoch``, ``start``, ``stop``,
         ``version``, ``observation_date``, ``ratios``), recorded in the fit
         JSON; None for the shipped presets.
+    added_lines : tuple of float
+        Energies (keV) of the Lorentz lines added to the intbgd model.
     """
 
     info: BgdInfo
@@ -88,6 +91,7 @@ class FitProblem:
     state: object = None
     ratios: dict | None = None
     calibration: dict | None = None
+    added_lines: tuple = ()
 
 
 @dataclass
@@ -221,7 +225,7 @@ def _name_entries(state, specs):
 
 
 def prepare_fit(info, emin=3.0, emax=150.0, original_norms=False, statistic="cstat", caldb=None, outdir=".",
-                arf_names=None, detabs=None, calibration=None):
+                arf_names=None, detabs=None, calibration=None, add_lines=None):
     """Load a background fit: spectra, region (or detector) weights and apbgd ARFs.
 
     Parameters
@@ -247,6 +251,9 @@ def prepare_fit(info, emin=3.0, emax=150.0, original_norms=False, statistic="cst
     calibration : str or os.PathLike, optional
         Folder of ``nuskybgd calibrate`` epoch bundles: the presets of the
         epoch holding the spectra's DATE-OBS replace the shipped ones.
+    add_lines : str or sequence of float, optional
+        Lorentz lines added to the intbgd model (keV; ``"K-alpha"``: Cr, Fe
+        and Ni K-alpha), see :func:`nuskybgd.calib.presets.with_added_lines`.
 
     Returns
     -------
@@ -283,11 +290,15 @@ def prepare_fit(info, emin=3.0, emax=150.0, original_norms=False, statistic="cst
         ratios = bundle.ratios
         calib = {"caldir": str(calibration), "epoch": bundle.epoch, "start": bundle.start, "stop": bundle.stop,
                  "version": bundle.version, "observation_date": date, "ratios": str(bundle.ratios_path)}
+    energies = ()
+    if add_lines is not None and len(add_lines):
+        energies = parse_added_lines(add_lines) if isinstance(add_lines, str) else tuple(map(float, add_lines))
+        ratios = with_added_lines(ratios, energies)
     arfs = [apbgd_arf(s.module, w.frac, caldb=caldb, rmf=s.rmf, detabs_file=detabs) for s, w in zip(spectra, weights)]
     return FitProblem(info=info, spectra=spectra, weights=weights, module_area=module_area, arfs=arfs,
                       specs=state_file_names(spectra, arf_names, outdir), emin=float(emin), emax=float(emax),
                       original_norms=bool(original_norms), caldb=caldb, outdir=outdir, ratios=ratios,
-                      calibration=calib)
+                      calibration=calib, added_lines=energies)
 
 
 def run_fit(problem, statistic="cstat", no_fit=False, gain=None, thaw=None, free_detectors=None, errors=None,
@@ -368,6 +379,10 @@ def run_fit(problem, statistic="cstat", no_fit=False, gain=None, thaw=None, free
     state.info["exposure"] = [s.exposure for s in spectra]
     if problem.calibration:
         state.info["calibration"] = dict(problem.calibration)
+    if problem.calibration or problem.added_lines:
+        # spec, image and spex must link source regions with the presets of the fit, not the shipped ones
+        state.info["presets"] = ratios
+        state.info["added_lines"] = list(problem.added_lines)
     problem.state = state
     return FitOutputs(paths=None, state=state, model=model, result=result, spectra=spectra, weights=weights,
                       extra=extra, nonlinear=nonlinear)
@@ -475,7 +490,8 @@ def write_fit(outputs, problem, savefile="bgdparams", plot=True, clobber=False, 
 
 def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=False, emin=3.0, emax=150.0,
                    original_norms=False, clobber=False, plot=True, caldb=None, gain=None, thaw=None,
-                   free_detectors=None, errors=None, detabs=None, calibration=None, gain_start=None, start=None):
+                   free_detectors=None, errors=None, detabs=None, calibration=None, gain_start=None, start=None,
+                   add_lines=None):
     """Fit the background model of a bgdinfo.json file and write the outputs.
 
     Parameters
@@ -505,6 +521,8 @@ def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=Fals
         DETABS file for the apbgd ARFs.
     calibration : str, optional
         Folder of epoch bundles (``nuskybgd calibrate``), see :func:`prepare_fit`.
+    add_lines : str or sequence of float, optional
+        Lorentz lines added to the intbgd model, see :func:`prepare_fit`.
 
     Returns
     -------
@@ -526,13 +544,15 @@ def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=Fals
         gain_start = parse_gain_start(gain_start)
     if isinstance(start, str):
         start = parse_start(start)
+    if isinstance(add_lines, str):
+        add_lines = parse_added_lines(add_lines)
     info = bgdinfo if isinstance(bgdinfo, BgdInfo) else load_bgdinfo(bgdinfo)
     names = output_names(savefile, len(info.bgfiles), plot)
     all_paths = [names[k] for k in ("xcm", "json", "sherpa", "log", "png") if names[k] is not None] + names["arfs"]
     check_outputs(all_paths, clobber)
     outdir = names["xcm"].parent if str(names["xcm"].parent) else Path(".")
     problem = prepare_fit(info, emin, emax, original_norms, statistic, caldb, outdir, names["arfs"], detabs,
-                          calibration)
+                          calibration, add_lines)
     outputs = run_fit(problem, statistic, no_fit, gain=gain, thaw=thaw, free_detectors=free_detectors,
                       errors=errors, gain_start=gain_start, start=start)
     write_fit(outputs, problem, savefile, plot, clobber, no_fit, t_start)

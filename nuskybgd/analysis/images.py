@@ -8,7 +8,6 @@ projected aperture and detector images (pure arrays, kernels in
 import numpy as np
 from scipy.ndimage import uniform_filter
 
-from ..calib.auxil import load_ratios
 from ..errors import NuskybgdError
 from ..fitting.apply import group_component_counts
 from ..io.events import read_events
@@ -16,7 +15,7 @@ from ..io.output import atomic_outputs
 from ..io.skyfiles import image_hdulist
 from ..sky.bgimage import band_channels, module_images
 from ..sky.images import counts_image
-from .setup import load_setup, spectrum_templates, state_shapes
+from .setup import load_setup, spectrum_templates, state_presets, state_shapes
 
 __all__ = ["compute_images", "make_images", "preview_images"]
 
@@ -58,7 +57,7 @@ def compute_images(setup, emin, emax, presets=None, cache=None, caldb=None):
         reference spectrum's predicted counts per component in the band).
     """
 
-    presets = presets or load_ratios()
+    presets = presets or state_presets(setup.state)
     cache = {} if cache is None else cache
     state = setup.state
     out = {}

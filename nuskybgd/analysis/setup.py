@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..calib.auxil import load_ratios
 from ..errors import NuskybgdError
 from ..fitting.export import state_from_json
 from ..fitting.prepare import shape_presets
@@ -139,6 +140,44 @@ def load_fit(path, info, extra_spectra_ok=False):
         log.warning("%s: %d spectra, bgdinfo lists %d; only the first %d are used",
                     p, len(state.spectra), len(info.bgfiles), len(info.bgfiles))
     return state
+
+def state_presets(state, where="fit"):
+    """The component presets (ratios.json content) a fitted state was made with.
+
+    A fit with ``--calibration`` or ``--add-lines`` records them in its JSON
+    (``info.presets``); any other state used the shipped bundle's.
+
+    Parameters
+    ----------
+    state : FitState
+    where : str
+        Name of the fit file, for messages.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    NuskybgdError
+        The state's intbgd source has another number of lines than the
+        presets (e.g. an XCM of a fit with added lines).
+    """
+    presets = state.info.get("presets") if isinstance(state.info, dict) else None
+    if not isinstance(presets, dict):
+        presets = load_ratios()
+    try:
+        n_lines = sum(1 for k in presets["models"][1]["components"] if k.startswith("lorentz"))
+    except (KeyError, IndexError, TypeError):
+        raise NuskybgdError(f"{where}: recorded presets have no intbgd model") from None
+    src = next((s for s in state.sources if s.name == "intbgd"), None)
+    if src is not None:
+        have = sum(1 for c in src.components if c.startswith("lorentz"))
+        if have != n_lines:
+            raise NuskybgdError(f"{where}: its intbgd model has {have} lines but the presets {n_lines}; use the "
+                                "fit's JSON (it records the presets of --calibration/--add-lines)")
+    return presets
+
 
 def read_image(path, what, shape=None):
     """Read the first 2-D image of a FITS file.

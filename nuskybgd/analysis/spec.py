@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..calib.auxil import auxil_path, load_ratios
+from ..calib.auxil import auxil_path
 from ..errors import NuskybgdError
 from ..fitting.apply import SourceSpectrum, add_source_spectra, group_component_counts
 from ..fitting.data import bin_mask_from_energy, group_ids
@@ -42,7 +42,7 @@ from .outputs import (
     relative_name,
     spec_outputs,
 )
-from .setup import load_setup, load_sources, spectrum_templates, state_shapes
+from .setup import load_setup, load_sources, spectrum_templates, state_presets, state_shapes
 
 __all__ = ["BANDS", "SpecPrediction", "predict_sources", "run_spec", "plot_spec", "plot_source_spectrum", "bkg_error_keywords"]
 
@@ -187,7 +187,7 @@ def predict_sources(setup, srcs, fit_dir=".", out_dir=".", arf_names=None, fcxb=
         ``exposure`` (s), ``backscal``) and ``arfs`` (apbgd ARF of each
         source).
     """
-    presets = load_ratios()
+    presets = state_presets(setup.state)
     out_dir = Path(out_dir)
     fit_dir = Path(fit_dir)
     n_bg = len(setup.modules)

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..calib.auxil import load_ratios
 from ..errors import NuskybgdError
 from ..fitting.apply import SourceSpectrum, add_source_spectra
 from ..fitting.prepare import shape_presets
@@ -44,7 +43,7 @@ from ..io.spex import (
 from ..models.background import component_spectra
 from ..models.responses import apbgd_arf, check_same_grid, diag_rmf, fcxb_arf
 from .outputs import default_savefile
-from .setup import load_setup, load_sources
+from .setup import load_setup, load_sources, state_presets
 
 __all__ = ["SpexSectors", "background_sectors", "run_spex", "spex_outputs", "write_source_spex"]
 
@@ -285,7 +284,7 @@ def run_spex(bgdinfo, fit, regfiles, phafiles, arffiles=None, savefile=None, fcx
     arfs = [_source_arf(s["pha"], s["phafile"], a, s["module"]) for s, a in zip(srcs, arffiles)]
     sources = [SourceSpectrum(file=s["phafile"], module=s["module"], area=s["weights"].area, ap=s["weights"].ap)
                for s in srcs]
-    state = add_source_spectra(setup.state, setup.modules, setup.weights, sources, load_ratios(),
+    state = add_source_spectra(setup.state, setup.modules, setup.weights, sources, state_presets(setup.state),
                                fix_line_ratios=setup.info.intbgd_fix_line_ratios, fcxb=fcxb)
     n_bg = len(setup.modules)
     sectors = [background_sectors(state, n_bg + k + 1, s["pha"], s["module"], s["weights"].frac, a, caldb=caldb)

@@ -14,13 +14,16 @@ from ..errors import NuskybgdError
 from .auxil import load_ratios
 
 __all__ = ["ApbgdPreset", "ApecPreset", "LinePreset", "IntnPreset", "ComponentPresets",
-           "component_presets", "with_added_lines", "K_ALPHA_LINES", "ADDED_LINE_WIDTH"]
+           "component_presets", "with_added_lines", "parse_added_lines", "K_ALPHA_LINES", "ADDED_LINE_WIDTH",
+           "ADDED_LINE_START"]
 
 #: Fluorescence lines absent from the original bundle but seen in late-epoch
 #: stacked spectra (Cr, Fe and Ni K-alpha, keV; X-ray data booklet energies).
 K_ALPHA_LINES = (5.411, 6.400, 7.472)
 #: Lorentz FWHM given to added lines, keV (unresolved: the RMF gives the width).
 ADDED_LINE_WIDTH = 0.05
+#: Starting ifactors of an added line: this fraction of the module's apec ifactors (same detector pattern).
+ADDED_LINE_START = 1e-3
 
 
 @dataclass(frozen=True)
@@ -222,9 +225,13 @@ def with_added_lines(ratios, energies, width=ADDED_LINE_WIDTH):
     """A copy of a parsed ``ratios.json`` with extra intbgd Lorentz lines.
 
     The new lines are named as XSPEC numbers components (``lorentz_31``,
-    ``lorentz_32``, ... after the last one) and get ifactors 0 in both
-    modules: they are meant to be fitted (``nuskybgd calibrate
-    --add-lines``), which writes their ifactors into the bundle.
+    ``lorentz_32``, ... after the last one). Their starting ifactors are
+    :data:`ADDED_LINE_START` times the module's apec ifactors (so detectors
+    and regions link like the apec continuum): they are meant to be fitted
+    (``nuskybgd fit --add-lines``, ``nuskybgd calibrate --add-lines``, which
+    writes the fitted ifactors into the bundle). Each entry carries
+    ``"added": true``: its norm stays free when the other lines are tied to
+    lorentz_5 (``intbgd_fix_line_ratios``).
 
     Parameters
     ----------
@@ -243,8 +250,8 @@ def with_added_lines(ratios, energies, width=ADDED_LINE_WIDTH):
     Raises
     ------
     NuskybgdError
-        An energy outside the response range, or a ratios.json without an
-        intbgd model.
+        An energy outside the response range or within 0.05 keV of a line
+        the model already has, or a ratios.json without an intbgd model.
     """
     out = copy.deepcopy(ratios)
     try:
@@ -259,9 +266,49 @@ def with_added_lines(ratios, energies, width=ADDED_LINE_WIDTH):
         e = float(e)
         if not 0.0 < e < 165.0:
             raise NuskybgdError(f"added line at {e} keV: outside the response range (0-165 keV)")
-        comps[f"lorentz_{nxt}"] = {m: {"linee": e, "width": float(width), "ifactors": [0.0, 0.0, 0.0, 0.0]}
+        for name, c in comps.items():
+            old = c.get("A", {}).get("linee") if isinstance(c, dict) else None
+            if isinstance(old, (int, float)) and abs(float(old) - e) < 0.05:
+                raise NuskybgdError(f"added line at {e} keV: the model already has {name} at {old} keV")
+        try:
+            start = {m: [ADDED_LINE_START * float(v) for v in comps["apec"][m]["ifactors"]] for m in ("A", "B")}
+        except (KeyError, TypeError, ValueError):
+            raise NuskybgdError("ratios.json: no apec ifactors to start added lines from") from None
+        comps[f"lorentz_{nxt}"] = {m: {"linee": e, "width": float(width), "ifactors": start[m], "added": True}
                                    for m in ("A", "B")}
         if isinstance(intbgd.get("formula"), str):
             intbgd["formula"] += f"+{{l{nxt - 1}}}"
         nxt += 1
+    return out
+
+
+def parse_added_lines(text):
+    """Parse the value of ``--add-lines``.
+
+    Parameters
+    ----------
+    text : str or None
+        ``None`` (no lines), ``"K-alpha"`` (:data:`K_ALPHA_LINES`) or
+        comma-separated energies in keV.
+
+    Returns
+    -------
+    tuple of float
+        Energies, keV.
+
+    Raises
+    ------
+    NuskybgdError
+        Not numbers, or outside 0-165 keV.
+    """
+    if text is None:
+        return ()
+    if text == "K-alpha":
+        return K_ALPHA_LINES
+    try:
+        out = tuple(float(x) for x in str(text).split(","))
+    except ValueError:
+        raise NuskybgdError(f"--add-lines {text}: give energies in keV, e.g. 6.4,7.47") from None
+    if not all(0.0 < e < 165.0 for e in out):
+        raise NuskybgdError(f"--add-lines {text}: energies must lie between 0 and 165 keV")
     return out

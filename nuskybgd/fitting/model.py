@@ -214,7 +214,9 @@ def build_background_state(spectra, weights, presets, fix_line_ratios=False, fcx
     src = Source.from_expression(3, "intbgd", " + ".join(["apec"] + ["lorentz"] * len(line_names)))
     da = dict(COMPONENT_PARAMS["apec"])
     dl = dict(COMPONENT_PARAMS["lorentz"])
-    free_lines = {"lorentz", "lorentz_3", "lorentz_4", "lorentz_5"}
+    # the original's free lines, and lines added to the shipped model (--add-lines), which have no preset ratio
+    free_lines = {"lorentz", "lorentz_3", "lorentz_4", "lorentz_5"} | {
+        n for n in line_names if any(isinstance(e, dict) and e.get("added") for e in intb[n].values())}
     for i, s in enumerate(spectra):
         m = s["module"]
         r = ref[m]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..calib.presets import component_presets
+from ..calib.presets import LinePreset, component_presets
 from ..errors import NuskybgdError
 from ..io.events import check_module
 from ..io.fitsfile import header_file_path, not_a_file_reason
@@ -249,11 +249,22 @@ def shape_presets(state, group, module):
         break replaced by the state's values, so that templates folded with
         them describe the state.
     """
-    pre = component_presets(module)
+    recorded = state.info.get("presets") if isinstance(state.info, dict) else None
+    pre = component_presets(module, recorded if isinstance(recorded, dict) else None)
 
     def val(name, ipar):
         src = state.source(name)
         return float(src.param(group, ipar).value)
+
+    n_state = sum(1 for c in state.source("intbgd").components if c.startswith("lorentz"))
+    if n_state > len(pre.lines):
+        # lines beyond the presets (added by an XSPEC user or --add-lines): shapes from the state, named as
+        # XSPEC numbers components (apec is 1, the first lorentz 2)
+        extra = tuple(LinePreset(f"lorentz_{k + 2}", 0.0, 0.0, (0.0, 0.0, 0.0, 0.0))
+                      for k in range(len(pre.lines), n_state))
+        pre = dataclasses.replace(pre, lines=pre.lines + extra)
+    elif n_state < len(pre.lines):
+        raise NuskybgdError(f"fit state: its intbgd model has {n_state} lines, the presets {len(pre.lines)}")
 
     apb = dataclasses.replace(pre.apbgd, phoindex=val("apbgd", 1), highecut=val("apbgd", 2))
     fc = dataclasses.replace(pre.fcxb, phoindex=val("fcxb", 1), highecut=val("fcxb", 2))

@@ -67,17 +67,8 @@ def run(args):
     from ..errors import NuskybgdError
     if args.bootstrap < 0 or 0 < args.bootstrap < 3:
         raise NuskybgdError(f"--bootstrap {args.bootstrap}: use 0 (curvature errors) or 3 or more replicas")
-    add_lines = ()
-    if args.add_lines == "K-alpha":
-        from ..calib.presets import K_ALPHA_LINES
-        add_lines = K_ALPHA_LINES
-    elif args.add_lines is not None:
-        try:
-            add_lines = tuple(float(x) for x in args.add_lines.split(","))
-        except ValueError:
-            raise NuskybgdError(f"--add-lines {args.add_lines}: give energies in keV, e.g. 6.4,7.47") from None
-        if not all(0.0 < e < 165.0 for e in add_lines):
-            raise NuskybgdError(f"--add-lines {args.add_lines}: energies must lie between 0 and 165 keV")
+    from ..calib.presets import parse_added_lines
+    add_lines = parse_added_lines(args.add_lines)
     # an external scheduler is checked before the stack is read (an unreachable one is reported at once)
     runner = make_runner(args.serial, args.workers, args.scheduler, desc="calibrate")
     if args.manifest:

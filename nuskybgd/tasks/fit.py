@@ -108,6 +108,10 @@ def add_arguments(parser):
     parser.add_argument("--calibration", default=None, metavar="CALDIR",
                         help="presets from the epoch bundle of 'nuskybgd calibrate' whose epoch holds the "
                              "spectra's DATE-OBS (default: the shipped ratios.json)")
+    parser.add_argument("--add-lines", nargs="?", const="K-alpha", default=None, metavar="E1,E2,...",
+                        help="add Lorentz lines (keV) to the intbgd model, free norms linked between spectra "
+                             "like the apec; without a value: Cr, Fe and Ni K-alpha (5.411, 6.400, 7.472 keV), "
+                             "which late-epoch spectra show and the shipped presets lack")
     parser.add_argument("--clobber", action="store_true", help="overwrite existing output files")
 
 
@@ -119,6 +123,7 @@ def run(args):
                          clobber=args.clobber, plot=not args.no_plot, caldb=args.caldb, gain=args.gain,
                          thaw=args.thaw, free_detectors=args.free_detectors, errors=args.errors,
                          detabs=args.detabs, calibration=args.calibration, gain_start=args.gain_start,
+                         add_lines=args.add_lines,
                          start=args.start)
     print(parameter_table(res.state), file=sys.stdout)
     return 0

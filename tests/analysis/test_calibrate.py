@@ -217,7 +217,7 @@ def test_cli_bootstrap_checked(stack_dir, tmp_path, n):
 
 def test_added_lines_fitted_and_written(stack_dir, tmp_path):
     """--add-lines: the lines enter every group's model and the bundle (FPMA DET0 fitted, the simulated
-    data have no such line; FPMB, without groups, keeps 0: such a line links 1:1 at norm 0)."""
+    data have no such line; FPMB, without groups, keeps the starting ifactors, 1e-3 x the apec's)."""
     tasks = [dataclasses.replace(t, add_lines=(6.4, 7.472)) for t in two_groups(stack_dir)]
     index = calibrate(tasks, tmp_path / "cal", plot=False)
     ratios = json.loads((tmp_path / "cal" / index["epochs"][0]["files"]["ratios"]["path"]).read_text())
@@ -226,7 +226,8 @@ def test_added_lines_fitted_and_written(stack_dir, tmp_path):
         assert comps[name]["A"]["linee"] == pytest.approx(e, abs=0.05)
         ifac = comps[name]["A"]["ifactors"]
         assert all(v >= 0 for v in ifac) and (max(ifac) == 0 or min(ifac) > 0)  # never a 0 beside a > 0
-        assert comps[name]["B"]["ifactors"] == [0.0] * 4
+        apec_b = component_presets("B").apec.ifactors
+        assert comps[name]["B"]["ifactors"] == pytest.approx([1e-3 * v for v in apec_b], rel=1e-12)
     gain = json.loads((tmp_path / "cal" / index["epochs"][0]["files"]["gain"]["path"]).read_text())
     assert "intbgd.lorentz_31" in gain["modules"]["A"]["detectors"]["DET0"]["norms"]
     assert len(component_presets("A", ratios).lines) == len(component_presets("A").lines) + 2

@@ -3,7 +3,7 @@
 import pytest
 
 from nuskybgd.calib.auxil import load_ratios
-from nuskybgd.calib.presets import K_ALPHA_LINES, component_presets, with_added_lines
+from nuskybgd.calib.presets import ADDED_LINE_START, K_ALPHA_LINES, component_presets, with_added_lines
 from nuskybgd.errors import NuskybgdError
 
 
@@ -18,7 +18,13 @@ def test_added_lines_named_after_xspec_numbering():
         p = component_presets(m, ext)
         assert len(p.lines) == len(component_presets(m).lines) + 3
         assert [ln.linee for ln in p.lines[-3:]] == list(K_ALPHA_LINES)
-        assert all(ln.ifactors == (0.0, 0.0, 0.0, 0.0) or list(ln.ifactors) == [0.0] * 4 for ln in p.lines[-3:])
+        apec = component_presets(m).apec.ifactors
+        for ln in p.lines[-3:]:  # start: the apec's detector pattern, scaled down
+            assert list(ln.ifactors) == pytest.approx([ADDED_LINE_START * v for v in apec], rel=1e-12)
+        assert all(c[m]["added"] for n, c in ext["models"][1]["components"].items()
+                   if n in ("lorentz_31", "lorentz_32", "lorentz_33"))
+    with pytest.raises(NuskybgdError, match="already has lorentz_32 at 6.4 keV"):
+        with_added_lines(ext, [6.42])
 
 
 @pytest.mark.parametrize("e", [0.0, -1.0, 170.0, float("nan")])

@@ -70,3 +70,71 @@ def test_no_epoch_for_the_date(chain, tmp_path, capsys):
     err = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
     assert rc == 2 and "no calibration epoch contains" in err
     assert not list(tmp_path.glob("x*"))
+
+
+def _intbgd_lines(state):
+    src = next(s for s in state.sources if s.name == "intbgd")
+    return [c for c in src.components if c.startswith("lorentz")]
+
+
+def test_added_lines_fit_and_spec(chain, tmp_path, capsys):
+    """fit --add-lines: Cr/Fe/Ni K-alpha enter the model (32 lines), the JSON records the presets, and
+    spec on that JSON links the source region with them; spec on the XCM (no presets) refuses."""
+    from nuskybgd.analysis.setup import load_fit, state_presets
+    from nuskybgd.analysis.spec import run_spec
+    from nuskybgd.io.bgdinfo import load_bgdinfo
+
+    rc = main(["fit", str(chain["info"]), "--savefile", str(tmp_path / "fk"), "--add-lines", "--no-plot",
+               "--caldb", str(chain["caldb"].root)])
+    assert rc == 0
+    d = json.loads((tmp_path / "fk.json").read_text())
+    assert d["info"]["added_lines"] == [5.411, 6.4, 7.472]
+    info = load_bgdinfo(chain["info"])
+    state = load_fit(tmp_path / "fk.json", info)
+    lines = _intbgd_lines(state)
+    assert len(lines) == 32
+    assert "lorentz_33" in state_presets(state)["models"][1]["components"]
+    base = fit_background(chain["info"], savefile=str(tmp_path / "f0"), caldb=chain["caldb"], plot=False)
+    assert d["fit"]["value"] <= base.state.info["fit"]["value"] + 1e-6  # nested model: never worse
+    reg, pha = chain["source"]["A"]
+    res = run_spec(str(chain["info"]), str(tmp_path / "fk.json"), [str(reg)], [str(pha)],
+                   savefile=str(tmp_path / "bgd_fk"), plot=False, caldb=chain["caldb"])
+    assert "intbgd.lorentz_32" in res["sources"][0]["counts"]
+    capsys.readouterr()
+    rc = main(["spec", str(chain["info"]), str(tmp_path / "fk.xcm"), str(reg), str(pha),
+               "--savefile", str(tmp_path / "bgd_x")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "32 lines but the presets 29" in err[0]
+    assert not list(tmp_path.glob("bgd_x*"))
+
+
+def test_spec_uses_the_calibration_presets(chain, tmp_path):
+    """After fit --calibration the source region is linked with the bundle's ifactors, not the shipped ones."""
+    from nuskybgd.analysis.setup import load_fit, state_presets
+    from nuskybgd.analysis.spec import run_spec
+    from nuskybgd.io.bgdinfo import load_bgdinfo
+
+    cal = _caldir(tmp_path / "cal", [("all", "2013-01-01T00:00:00", "2023-01-01T00:00:00", 1.0)])
+    rpath = cal / "all" / "ratios.json"
+    r = json.loads(rpath.read_text())
+    for comp in r["models"][1]["components"].values():
+        for mod in comp.values():
+            mod["ifactors"] = [v * f for v, f in zip(mod["ifactors"], (0.25, 1.0, 2.0, 4.0))]
+    rpath.write_text(json.dumps(r))
+    index = json.loads((cal / "calibration.json").read_text())
+    index["epochs"][0]["files"]["ratios"]["sha256"] = hashlib.sha256(rpath.read_bytes()).hexdigest()
+    (cal / "calibration.json").write_text(json.dumps(index))
+    fit_background(chain["info"], savefile=str(tmp_path / "fc"), caldb=chain["caldb"], calibration=cal, plot=False)
+    state = load_fit(tmp_path / "fc.json", load_bgdinfo(chain["info"]))
+    assert state_presets(state) == r
+    reg, pha = chain["source"]["A"]
+    with_cal = run_spec(str(chain["info"]), str(tmp_path / "fc.json"), [str(reg)], [str(pha)],
+                        savefile=str(tmp_path / "s1"), plot=False, caldb=chain["caldb"])
+    d = json.loads((tmp_path / "fc.json").read_text())
+    del d["info"]["presets"]
+    (tmp_path / "fc_shipped.json").write_text(json.dumps(d))
+    shipped = run_spec(str(chain["info"]), str(tmp_path / "fc_shipped.json"), [str(reg)], [str(pha)],
+                       savefile=str(tmp_path / "s2"), plot=False, caldb=chain["caldb"])
+    a = with_cal["sources"][0]["counts"]["intbgd.apec"].sum()
+    b = shipped["sources"][0]["counts"]["intbgd.apec"].sum()
+    assert abs(a / b - 1) > 0.05
