@@ -102,17 +102,18 @@ def main():
     ap.add_argument("work")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--epochs", default="year")
-    ap.add_argument("--bootstrap", type=int, default=0, help="replicas for the gain errors (0: curvature)")
+    ap.add_argument("--bootstrap", default="auto", help="replicas for the gain errors (0: curvature; default auto)")
     ap.add_argument("--tag", default="", help="suffix of the result files (e.g. _curvature)")
     args = ap.parse_args()
     archive, work = Path(args.archive), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     runner = make_runner(workers=args.workers)
+    b = args.bootstrap if args.bootstrap == "auto" else int(args.bootstrap)
     t0 = time.perf_counter()
     stack_archive(archive, work / "stack", epochs=args.epochs, runner=runner, clobber=True)
     t_stack = time.perf_counter() - t0
     t0 = time.perf_counter()
-    calibrate(load_stack_groups(work / "stack", bootstrap=args.bootstrap), work / "cal", runner=runner, clobber=True)
+    calibrate(load_stack_groups(work / "stack", bootstrap=b), work / "cal", runner=runner, clobber=True)
     t_cal = time.perf_counter() - t0
     out, summary = pulls(archive, work / "stack", work / "cal")
     n_obs = json.loads((work / "stack" / "stack.json").read_text())["n_observations"]

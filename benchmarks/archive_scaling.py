@@ -87,7 +87,7 @@ def main():
     stackdir = work / "stack50"
     if not (stackdir / "stack.json").exists():
         stack_archive(arch, stackdir)
-    groups = load_stack_groups(stackdir)
+    groups = load_stack_groups(stackdir, bootstrap=0)  # the fit itself (bootstrap: x11 per group)
     epoch = groups[0].epoch
     sel = [g for g in groups if g.epoch == epoch]
     for w in (1, 2):

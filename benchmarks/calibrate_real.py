@@ -49,17 +49,23 @@ def main():
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--add-lines", action="store_true",
+                    help="add Cr/Fe/Ni K-alpha lines (results in calibrate_real_kalpha*)")
+    ap.add_argument("--gain-only", action="store_true", help="skip the preset-gain run")
     args = ap.parse_args()
+    from nuskybgd.calib.presets import K_ALPHA_LINES
+    added = K_ALPHA_LINES if args.add_lines else ()
+    tag = "_kalpha" if args.add_lines else ""
     res = HERE / "results"
     man = manifest(res / "real_stacked_manifest.csv")
     rmf = SHARED / "caldb" / "nustar" / "nuAdet3_20100101v002.rmf.gz"
     detabs = str(SHARED / "caldb" / "nustar" / "nuAdetabs20100101v002.fits")
     out = {}
-    for label, gain in (("gain_fitted", True), ("preset_gain", False)):
-        caldir = res / ("calibrate_real" if gain else "calibrate_real_preset_gain")
+    for label, gain in (("gain_fitted", True), ("preset_gain", False))[:1 if args.gain_only else 2]:
+        caldir = res / (("calibrate_real" if gain else "calibrate_real_preset_gain") + tag)
         if caldir.exists():
             shutil.rmtree(caldir)
-        tasks = load_manifest(man, rmf, fit_gain=gain, detabs_file=detabs)
+        tasks = load_manifest(man, rmf, fit_gain=gain, detabs_file=detabs, add_lines=added)
         t0 = time.perf_counter()
         calibrate(tasks, caldir, runner=make_runner(workers=args.workers, desc=f"calibrate {label}"), plot=gain)
         wall = time.perf_counter() - t0
@@ -74,7 +80,8 @@ def main():
         out[label]["n_groups_le_1.35"] = sum(x <= 1.35 for x in c)
         print(label, f"{wall:.0f} s", "max cstat/dof", max(c), "groups <= 1.35:", out[label]["n_groups_le_1.35"],
               "of", len(c))
-    (res / "calibrate_real.json").write_text(json.dumps(out, indent=1) + "\n")
+    out["added_lines_kev"] = list(added)
+    (res / f"calibrate_real{tag}.json").write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":

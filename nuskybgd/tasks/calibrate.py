@@ -46,10 +46,11 @@ def add_arguments(parser):
                         help="add an aperture-shaped continuum (Earth albedo); default on with --manifest")
     parser.add_argument("--no-albedo", dest="albedo", action="store_false", help="no albedo continuum")
     parser.add_argument("--fixed-gain", action="store_true", help="do not fit the gain (slope 1, offset 0)")
-    parser.add_argument("--bootstrap", type=int, default=0, metavar="N",
+    parser.add_argument("--bootstrap", default="auto", metavar="N|auto",
                         help="gain errors from the fits of N Poisson replicas of each group's best fit "
-                             "(parametric bootstrap; N >= 3, about N times the fit time); default 0: "
-                             "curvature of the profile, too small for stacks of a few 10^4 counts")
+                             "(parametric bootstrap; N >= 3, about N times the fit time; 0: curvature of the "
+                             "profile); default auto: 10 replicas for groups under 2e5 counts, where the "
+                             "curvature errors are too small, the curvature above")
     parser.add_argument("--add-lines", nargs="?", const="K-alpha", default=None, metavar="E1,E2,...",
                         help="add Lorentz lines (keV) to the intbgd model and fit them; without a value: Cr, "
                              "Fe and Ni K-alpha (5.411, 6.400, 7.472 keV), seen in late-epoch spectra; the bundle "
@@ -65,8 +66,15 @@ def run(args):
     from ..analysis.calibrate import calibrate, load_manifest, load_stack_groups
     from ..analysis.executor import make_runner
     from ..errors import NuskybgdError
-    if args.bootstrap < 0 or 0 < args.bootstrap < 3:
-        raise NuskybgdError(f"--bootstrap {args.bootstrap}: use 0 (curvature errors) or 3 or more replicas")
+    bootstrap = args.bootstrap
+    if bootstrap != "auto":
+        try:
+            bootstrap = int(bootstrap)
+        except ValueError:
+            bootstrap = -1
+        if bootstrap < 0 or 0 < bootstrap < 3:
+            raise NuskybgdError(f"--bootstrap {args.bootstrap}: use auto, 0 (curvature errors) or 3 or more "
+                                "replicas")
     from ..calib.presets import parse_added_lines
     add_lines = parse_added_lines(args.add_lines)
     # an external scheduler is checked before the stack is read (an unreachable one is reported at once)
@@ -74,12 +82,12 @@ def run(args):
     if args.manifest:
         tasks = load_manifest(args.manifest, args.rmf, emin=args.emin, emax=args.emax,
                               albedo=True if args.albedo is None else args.albedo, fit_gain=not args.fixed_gain,
-                              detabs_file=args.detabs, bootstrap=args.bootstrap,
+                              detabs_file=args.detabs, bootstrap=bootstrap,
                               add_lines=add_lines)
     else:
         tasks = load_stack_groups(args.stackdir, rmf=args.rmf, emin=args.emin, emax=args.emax,
                                   albedo=bool(args.albedo), fit_gain=not args.fixed_gain, detabs_file=args.detabs,
-                                  bootstrap=args.bootstrap, add_lines=add_lines)
+                                  bootstrap=bootstrap, add_lines=add_lines)
     calibrate(tasks, args.caldir, runner=runner, clobber=args.clobber, version=args.version_label,
               plot=not args.no_plot)
     return 0

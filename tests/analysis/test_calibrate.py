@@ -64,8 +64,8 @@ def test_bundle_contents(stack_dir, tmp_path):
 
 
 def test_gain_and_intn_recover_truth(tiny_archive, stack_dir, tmp_path):
-    """Late epoch, gain fitted: the whole-detector intn norm and the gain slope match the injected
-    values within 4 sigma."""
+    """Late epoch, gain fitted (errors by default: bootstrap for this few-count group): the whole-detector
+    intn norm and the gain slope match the injected values within 4 sigma."""
     root, _ = tiny_archive
     tasks = two_groups(stack_dir, fit_gain=True)[1:]
     calibrate(tasks, tmp_path / "cal", plot=False)
@@ -81,6 +81,7 @@ def test_gain_and_intn_recover_truth(tiny_archive, stack_dir, tmp_path):
             truth.append(tr["archive"]["occultation"]["A"]["whole_detector_norm"]["intn"][0])
             slope.append(tr["archive"]["epoch_truth"]["modules"]["A"]["gain_slope"][0])
         assert gain["modules"]["A"]["detectors"]["DET0"]["exposure"] == pytest.approx(g["exposure"])
+        assert gain["modules"]["A"]["detectors"]["DET0"]["gain_error_method"] == "bootstrap 10"
         assert abs(row["intn_norm"] - np.mean(truth)) < 4 * row["intn_norm_err"]
         assert abs(row["gain_slope"] - np.mean(slope)) < 4 * row["gain_slope_err"]
 
@@ -246,3 +247,13 @@ def test_cli_add_lines_checked(stack_dir, tmp_path, value):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "--add-lines" in lines[0]
     assert not (tmp_path / "cal").exists()
+
+
+def test_bootstrap_replicas_auto_and_checked():
+    from nuskybgd.analysis.calibrate import AUTO_BOOTSTRAP, AUTO_BOOTSTRAP_MAX_COUNTS, bootstrap_replicas
+    assert bootstrap_replicas("auto", 0.5 * AUTO_BOOTSTRAP_MAX_COUNTS) == AUTO_BOOTSTRAP
+    assert bootstrap_replicas("auto", 2 * AUTO_BOOTSTRAP_MAX_COUNTS) == 0
+    assert bootstrap_replicas(0, 10) == 0 and bootstrap_replicas(5, 10) == 5
+    for bad in (-1, 1, 2, 2.5, "many", True):
+        with pytest.raises(NuskybgdError, match="bootstrap"):
+            bootstrap_replicas(bad, 10)

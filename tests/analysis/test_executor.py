@@ -35,7 +35,7 @@ def external():
 
 def _tasks(stack_dir, fit_gain):
     tasks = [t for t in load_stack_groups(stack_dir) if t.det == 0 and t.module == "A"]
-    return [dataclasses.replace(t, fit_gain=fit_gain) for t in tasks]
+    return [dataclasses.replace(t, fit_gain=fit_gain, bootstrap=0) for t in tasks]
 
 
 def _files(folder):
