@@ -320,12 +320,8 @@ def _read_journal(stage):
 
 
 def _remove_stage(stage):
-    """Remove a finished staging folder: renamed to ``.nuskybgd-stage-done-*`` first.
-
-    The rename is atomic, so a kill during the removal leaves a folder whose
-    name alone says it is garbage, never a half-removed staging folder that
-    looks like one still being created (no owner lock yet).
-    """
+    """Remove a finished staging folder, renamed (atomically) to ``.nuskybgd-stage-done-*`` first:
+    a kill during the removal leaves a folder whose name says it is garbage."""
     stage = Path(stage)
     dead = stage
     if not stage.name.startswith(_DONE):
