@@ -116,6 +116,21 @@ def rmf_figures(runs):
     return out
 
 
+def interleaved(code_dirs, inputs, folder, runs):
+    """cli_figures of several code folders, one run of each in turn (medians over ``runs`` rounds)."""
+    rounds = [[cli_figures(c, inputs, folder, 1) for c in code_dirs] for _ in range(runs)]
+    out = []
+    for j in range(len(code_dirs)):
+        fig = {}
+        for k in ("help", "projbgd"):
+            w = [r[j][k]["runs_s"][0] for r in rounds]
+            c = [r[j][k]["cpu_runs_s"][0] for r in rounds]
+            fig[k] = {"median_s": statistics.median(w), "runs_s": w, "cpu_median_s": statistics.median(c),
+                      "cpu_runs_s": c}
+        out.append(fig)
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=9)
@@ -131,9 +146,11 @@ def main(argv=None):
         with tempfile.TemporaryDirectory() as d:
             folder = Path(d)
             inputs = projbgd_inputs(folder)
-            res["now"] = cli_figures(REPO, inputs, folder, args.runs)
-            if args.baseline is not None:
-                res["before"] = cli_figures(args.baseline.resolve(), inputs, folder, args.runs)
+            if args.baseline is None:
+                res["now"] = cli_figures(REPO, inputs, folder, args.runs)
+            else:
+                # interleaved rounds (now, before, now, ...): this VM's timings drift by 30 % within minutes
+                res["now"], res["before"] = interleaved([REPO, args.baseline.resolve()], inputs, folder, args.runs)
                 res["ratio_before_over_now"] = {k: res["before"][k]["median_s"] / res["now"][k]["median_s"]
                                                 for k in ("help", "projbgd")}
                 res["cpu_ratio_before_over_now"] = {
