@@ -25,10 +25,8 @@ Every output of a task goes through one transaction (:func:`atomic_outputs`):
    folders of dead processes (their owner lock is free). A staging folder
    whose transaction has a journal is rolled forward (the remaining renames
    are done); one without is removed. A killed run therefore leaves either
-   the complete old set or the complete new set, never a mixture. A staging
-   folder is removed by first renaming it to ``.nuskybgd-stage-done-*``, so
-   a run killed while removing one leaves a folder that the next recovery
-   removes at once. Hidden
+   the complete old set or the complete new set, never a mixture (staging
+   folders are renamed ``.nuskybgd-stage-done-*`` before removal). Hidden
    ``.NAME.xxxxxxxx.tmp`` files of older versions are removed as well.
 
 For kill tests the window between renames can be widened or hit exactly:
@@ -273,17 +271,15 @@ _STAGE_PID = re.compile(r"(\d+)-[0-9a-f]{8}$")
 def _pid_alive(name):
     """Whether the process named in a staging folder's name (``...PID-XXXXXXXX``) may still run."""
     m = _STAGE_PID.search(name)
-    if m is None:
-        return True
-    pid = int(m.group(1))
+    pid = int(m.group(1)) if m else os.getpid()
     if pid == os.getpid():
         return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except OSError:
-        return True  # exists, owned by someone else
+    except (OSError, OverflowError, ValueError):
+        return True  # exists (owned by someone else), or not a PID of this system
     return True
 
 
@@ -294,13 +290,12 @@ def _try_owner_lock(stage):
     except FileNotFoundError:
         # Being created (owner lock not yet made): garbage once its creator (PID in the name) is
         # dead, or when old (the PID may have been reused).
-        if not _pid_alive(stage.name):
-            return -1
         try:
             age = time.time() - os.stat(stage).st_mtime
         except OSError:
             return None
-        return -1 if age > 60 else None
+        # a few seconds' grace: the PID may belong to another PID namespace sharing this folder
+        return -1 if age > 60 or (age > 2 and not _pid_alive(stage.name)) else None
     except OSError:
         return None
     try:
@@ -528,6 +523,7 @@ class _Transaction:
         self.stages = {}  # folder -> staging folder
         self.owner_fds = []
         self.last = None
+        self.journal = None  # (files, stages) once the commit point is passed
         try:
             for c in self.finals:
                 if c.parent not in self.stages:
@@ -581,6 +577,7 @@ class _Transaction:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, primary / _JOURNAL)  # the commit point
+            self.journal = ([(self.staged(c), c) for c in self.finals], stages)
             _fsync_path(primary, directory=True)
         except OSError as exc:
             raise os_error(exc, self.shown[self.finals[0]], "write output") from None
@@ -600,8 +597,14 @@ class _Transaction:
             _fsync_path(folder, directory=True)
 
     def discard(self):
+        if self.journal is not None:
+            try:  # past the commit point (an exception or Ctrl-C during the renames): finish them
+                _roll_forward(self.journal)
+            except OSError:
+                pass  # left to the next run's recovery (the journal is still there)
         for s in list(self.stages.values())[1:] + list(self.stages.values())[:1]:
-            _remove_stage(s)
+            if os.path.exists(s):
+                _remove_stage(s)
             _ACTIVE_STAGES.discard(str(s))
         for fd in self.owner_fds:
             os.close(fd)

@@ -188,11 +188,14 @@ def _physical_to_image(region, transform):
     return region.copy(**changes)
 
 
-def _to_wcs(wcs_or_header):
+def _to_wcs(wcs_or_header, where="image"):
     if isinstance(wcs_or_header, fits.Header):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FITSFixedWarning)
-            return WCS(wcs_or_header, naxis=2), wcs_or_header
+            try:
+                return WCS(wcs_or_header, naxis=2), wcs_or_header
+            except Exception as exc:  # astropy raises many types for bad WCS keywords
+                raise NuskybgdError(f"{where}: invalid image WCS ({' '.join(str(exc).split())})") from None
     return wcs_or_header, None
 
 
@@ -300,7 +303,7 @@ def region_mask(regfile, wcs, shape=(1000, 1000), header=None):
         image, or a mask without any pixel (zero area).
     """
     path = str(regfile)
-    w, hdr = _to_wcs(wcs)
+    w, hdr = _to_wcs(wcs, f"{path}: the image it is used on")
     header = header if header is not None else hdr
     shapes = read_region_shapes(path)
     masks, areas = shape_masks(shapes, w, shape, header=header, path=path)

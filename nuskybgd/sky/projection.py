@@ -277,32 +277,53 @@ def wrapped_bilinear_shift(image, sy, sx):
     return (1.0 - ty) * rows + ty * np.roll(rows, -1, axis=0)
 
 
-_LON, _LAT = ("RA--", "GLON", "ELON", "SLON", "HLON"), ("DEC-", "GLAT", "ELAT", "SLAT", "HLAT")
+#: Celestial axis pairs of a FITS WCS (longitude, latitude), the first four characters of CTYPE.
+_PAIRS = (("RA--", "DEC-"), ("GLON", "GLAT"), ("ELON", "ELAT"), ("SLON", "SLAT"), ("HLON", "HLAT"))
+_PROJECTIONS = {"AZP", "SZP", "TAN", "STG", "SIN", "ARC", "ZPN", "ZEA", "AIR", "CYP", "CEA", "CAR", "MER", "COP",
+                "COE", "COD", "COO", "SFL", "PAR", "MOL", "AIT", "BON", "PCO", "TSC", "CSC", "QSC", "HPX", "XPH"}
 
 
 def _check_celestial_keywords(header, where):
     """The celestial WCS keywords projbgd copies to its images: read here, not parsed by astropy.wcs.
 
-    projbgd uses no WCS transformation, and importing astropy.wcs (with
-    astropy.units) is a third of its start-up.
+    projbgd uses no WCS transformation, and importing astropy.wcs is a third
+    of its start-up. Checked: a longitude/latitude CTYPE pair (upper case,
+    one known projection on both axes), finite CRVAL/CRPIX, and a
+    non-singular CD, or PC x CDELT, matrix.
     """
     types = [header.get(f"CTYPE{i}") for i in (1, 2)]
     if not all(isinstance(t, str) for t in types):
         raise NuskybgdError(f"{where}: no celestial WCS (CTYPE1/CTYPE2 must be sky coordinates, e.g. RA---TAN)")
-    kinds = [t.strip().upper()[:4] for t in types]
-    if not ((kinds[0] in _LON and kinds[1] in _LAT) or (kinds[0] in _LAT and kinds[1] in _LON)):
+    t1, t2 = (t.strip() for t in types)
+    pair = (t1[:4], t2[:4])
+    proj = {t1[5:8], t2[5:8]}
+    if not (pair in _PAIRS or pair[::-1] in _PAIRS) or len(proj) != 1 or not proj <= _PROJECTIONS \
+            or t1[4:5] != "-" or t2[4:5] != "-":
         raise NuskybgdError(f"{where}: no celestial WCS (CTYPE1/CTYPE2 = {types[0]!r}/{types[1]!r}; they must be "
-                            "sky coordinates, e.g. RA---TAN)")
-    scale = ("CDELT1", "CDELT2") if "CD1_1" not in header else ("CD1_1", "CD2_2")
-    for key in ("CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2") + scale:
+                            "a longitude/latitude pair with one projection, e.g. RA---TAN/DEC--TAN)")
+
+    def num(key, default=None):
+        if key not in header:
+            if default is None:
+                raise NuskybgdError(f"{where}: invalid WCS (keyword {key} missing)")
+            return default
         try:
             v = float(header[key])
-        except KeyError:
-            raise NuskybgdError(f"{where}: invalid WCS (keyword {key} missing)") from None
         except (TypeError, ValueError):
             raise NuskybgdError(f"{where}: invalid WCS ({key} = {header[key]!r} is not a number)") from None
-        if not np.isfinite(v) or (key in scale and v == 0):
+        if not np.isfinite(v):
             raise NuskybgdError(f"{where}: invalid WCS ({key} = {v})")
+        return v
+
+    for key in ("CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2"):
+        num(key)
+    if any(f"CD{i}_{j}" in header for i in (1, 2) for j in (1, 2)):
+        m = np.array([[num(f"CD{i}_{j}", 0.0) for j in (1, 2)] for i in (1, 2)])
+    else:
+        pc = np.array([[num(f"PC{i}_{j}", float(i == j)) for j in (1, 2)] for i in (1, 2)])
+        m = np.diag([num("CDELT1"), num("CDELT2")]) @ pc
+    if np.linalg.det(m) == 0:
+        raise NuskybgdError(f"{where}: invalid WCS (singular pixel-to-sky matrix)")
 
 
 def check_reference_header(header, path=None):

@@ -372,9 +372,33 @@ def test_stage_without_owner_of_dead_process_removed(tmp_path):
         (tmp_path / f"{STAGE_PREFIX}{dead_pid}-0123abcd").mkdir()
         (tmp_path / f"{STAGE_PREFIX}probe-{dead_pid}-89abcdef").mkdir()
         (tmp_path / f"{STAGE_PREFIX}{live.pid}-0123abcd").mkdir()
+        young = tmp_path / f"{STAGE_PREFIX}{dead_pid}-fedcba98"
+        old = time.time() - 10
+        for p in tmp_path.iterdir():
+            os.utime(p, (old, old))
+        young.mkdir()  # a dead PID but 0 s old: another PID namespace may own it (2 s grace)
         done = recover_folder(tmp_path)
         assert len(done) == 2
-        assert _leftovers(tmp_path) == [f"{STAGE_PREFIX}{live.pid}-0123abcd"]
+        assert _leftovers(tmp_path) == sorted([f"{STAGE_PREFIX}{live.pid}-0123abcd", young.name])
     finally:
         live.kill()
         live.wait()
+
+
+def test_exception_after_the_commit_point_completes_the_commit(tmp_path, monkeypatch):
+    """Ctrl-C (or any exception) between renames, after the journal: the transaction finishes the renames
+    instead of discarding the staged files (which would leave a mix)."""
+    _old_set(tmp_path)
+
+    def interrupt(done, total):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(output, "commit_hook", interrupt)
+    names = [tmp_path / f"f{i}.txt" for i in range(N_FILES)]
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_outputs(names, clobber=True) as out:
+            for p in names:
+                Path(out[p]).write_text("n" * 1000)
+    assert _state(tmp_path) == "new"
+    assert [n for n in _leftovers(tmp_path) if n.startswith(STAGE_PREFIX)] == []

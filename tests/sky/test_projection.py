@@ -230,3 +230,29 @@ def test_wrapped_bilinear_shift_equals_ndimage(sy, sx):
     img = np.random.default_rng(5).random((40, 57))
     want = ndimage.shift(img, (sy, sx), order=1, mode="grid-wrap", prefilter=False)
     np.testing.assert_allclose(P.wrapped_bilinear_shift(img, sy, sx), want, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("changes,match", [
+    ({"CTYPE1": "ra---tan", "CTYPE2": "dec--tan"}, "celestial WCS"),
+    ({"CTYPE1": "RA---XYZ", "CTYPE2": "DEC--XYZ"}, "celestial WCS"),
+    ({"CTYPE2": "GLAT-TAN"}, "celestial WCS"),
+    ({"CTYPE2": "DEC--SIN"}, "celestial WCS"),
+    ({"CRVAL1": "inf"}, "invalid WCS"),
+    ({"CRPIX2": "x"}, "not a number"),
+    ({"CD1_1": 0.0, "CD1_2": 0.0, "CD2_1": 0.0, "CD2_2": 0.0}, "singular"),
+])
+def test_reference_wcs_keywords(changes, match):
+    """The keyword check refuses what astropy.wcs refuses (or cannot use), without importing it."""
+    header = ref_header()
+    header.update(changes)
+    with pytest.raises(NuskybgdError, match=match):
+        P.check_reference_header(header, "ref.fits")
+
+
+def test_reference_wcs_rotated_cd_matrix_accepted():
+    header = ref_header()
+    scale = header.get("CDELT1", -6.8e-4)
+    for k in ("CDELT1", "CDELT2"):
+        header.remove(k, ignore_missing=True)
+    header.update({"CD1_1": 0.0, "CD1_2": abs(scale), "CD2_1": abs(scale), "CD2_2": 0.0})
+    assert np.isfinite(P.check_reference_header(header, "ref.fits"))
