@@ -381,8 +381,9 @@ def fit_group(spec, presets=None, emin=3.0, emax=150.0, fit_gain=True, albedo=Fa
     """
     if not (np.isfinite(spec.exposure) and spec.exposure > 0):
         raise NuskybgdError(f"{spec.name}: exposure is {spec.exposure} s; a group needs positive exposure")
-    if int(bootstrap) != bootstrap or bootstrap < 0 or (0 < bootstrap < 3):
-        raise NuskybgdError(f"{spec.name}: bootstrap {bootstrap}: use 0 (curvature errors) or 3 or more replicas")
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, (int, np.integer)) or bootstrap < 0 \
+            or 0 < bootstrap < 3:
+        raise NuskybgdError(f"{spec.name}: bootstrap {bootstrap!r}: use 0 (curvature errors) or 3 or more replicas")
     if presets is None or isinstance(presets, dict):
         presets = component_presets(spec.module, presets)
     keys = group_components(spec.mode, presets, albedo=albedo)
@@ -400,7 +401,7 @@ def fit_group(spec, presets=None, emin=3.0, emax=150.0, fit_gain=True, albedo=Fa
 
     if fit_gain:
         slope, offset = prof.search(slope_range, slope_step)
-        cov = _profile_covariance(prof, slope, offset)
+        cov = _profile_covariance(prof, slope, offset) if not bootstrap else np.full((2, 2), np.nan)
         method = "curvature"
     else:
         slope, offset = 1.0, 0.0

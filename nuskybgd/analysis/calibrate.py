@@ -382,11 +382,11 @@ def calibrate_group(task):
     spec = GroupSpectrum(name=task.name, counts=counts, exposure=task.exposure, module=task.module, det=task.det,
                          rmf=_rmf(task.rmf), mode=task.mode, area=task.area, module_area=task.module_area,
                          detabs_file=task.detabs_file, caldb=task.caldb)
-    ratios = with_added_lines(load_ratios(), task.add_lines) if task.add_lines else None
+    ratios = with_added_lines(load_ratios(), tuple(task.add_lines)) if task.add_lines else None
     lo = CHANNEL_E0 + CHANNEL_WIDTH * np.arange(counts.size)
     in_band = float(counts[(lo >= task.emin - 1e-9) & (lo + CHANNEL_WIDTH <= task.emax + 1e-9)].sum())
     fit = fit_group(spec, presets=ratios, emin=task.emin, emax=task.emax, fit_gain=task.fit_gain, albedo=task.albedo,
-                    bootstrap=bootstrap_replicas(task.bootstrap, in_band), seed=zlib.crc32(task.name.encode("utf-8")))
+                    bootstrap=bootstrap_replicas(task.bootstrap, in_band), seed=zlib.crc32(f"{task.epoch}|{task.module}|{task.det}|{task.name}".encode("utf-8")))
     return {
         "name": task.name, "epoch": task.epoch, "module": task.module, "det": task.det,
         "components": list(fit.components), "norms": [float(v) for v in fit.norms],
@@ -449,6 +449,13 @@ def epoch_ratios(base_ratios, fits_by_det, module):
             if key in res["components"]:
                 norm = res["norms"][res["components"].index(key)]
                 entry["ifactors"][k] = float(_ifactor(key, norm, res["area"], res["module_area"]))
+        if entry.get("added") and kept:
+            # an added line has no preset on the detectors without a group: the apec's pattern scaled by
+            # the line/apec ratio of the fitted detectors
+            apec = intbgd["components"]["apec"][module]["ifactors"]
+            ratio = [entry["ifactors"][k] / apec[k] for k in fits_by_det if apec[k] > 0]
+            for k in kept:
+                entry["ifactors"][k] = float(np.mean(ratio) * apec[k]) if ratio else entry["ifactors"][k]
     comp = next(iter(intn["components"].values()))[module]
     for k, res in fits_by_det.items():
         norm = res["norms"][res["components"].index("intn")]
@@ -462,9 +469,10 @@ def floor_ifactors(ratios, module):
 
     A norm fitted to its bound 0 on some detectors only is set to
     :data:`IFACTOR_FLOOR` times the module's largest for that component. A
-    component at 0 on every detector (a line absent from the data, or an
-    added line of a module without fitted groups) stays 0: the linked model
-    ties such a component 1:1 between regions, at norm 0.
+    component at 0 on every detector (a line absent from the data) stays 0:
+    the linked model ties such a component 1:1 between regions, at norm 0.
+    (An added line of a module without groups keeps its starting ifactors,
+    1e-3 x the apec's.)
 
     Parameters
     ----------
@@ -608,12 +616,12 @@ def calibrate(tasks, caldir, runner=None, clobber=False, version="1", plot=True)
     if runner is None:
         def runner(func, items):
             return [func(x) for x in items]
-    results = runner(calibrate_group, tasks)
-
-    added = {t.add_lines for t in tasks}
+    added = {tuple(float(e) for e in t.add_lines) for t in tasks}
     if len(added) > 1:
         raise NuskybgdError("calibrate: the groups do not all add the same lines")
-    base = with_added_lines(load_ratios(), added.pop()) if tasks[0].add_lines else load_ratios()
+    added = added.pop()
+    base = with_added_lines(load_ratios(), added) if added else load_ratios()  # checked before any fit
+    results = runner(calibrate_group, tasks)
     created = []
     for d in [caldir, *(caldir / e for e in epochs)]:
         if not d.exists():

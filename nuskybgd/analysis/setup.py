@@ -30,7 +30,7 @@ from ..io.xcm import check_spectrum_order, read_xcm
 from ..models.background import component_templates
 
 __all__ = ["BackgroundSetup", "load_fit", "read_image", "load_setup", "setup_from_state", "spectrum_templates", "state_shapes",
-           "load_sources", "load_setup_header"]
+           "load_sources", "load_setup_header", "state_presets"]
 
 log = logging.getLogger("nuskybgd")
 
@@ -150,12 +150,15 @@ def state_presets(state, where="fit"):
     Parameters
     ----------
     state : FitState
+        A fitted state (from the fit JSON, an XCM or memory).
     where : str
         Name of the fit file, for messages.
 
     Returns
     -------
     dict
+        ratios.json content: recorded in the state, else the calibration
+        bundle it names, else the shipped bundle's.
 
     Raises
     ------
@@ -163,7 +166,16 @@ def state_presets(state, where="fit"):
         The state's intbgd source has another number of lines than the
         presets (e.g. an XCM of a fit with added lines).
     """
-    presets = state.info.get("presets") if isinstance(state.info, dict) else None
+    info = state.info if isinstance(state.info, dict) else {}
+    presets = info.get("presets")
+    calib = info.get("calibration") if isinstance(info.get("calibration"), dict) else {}
+    if not isinstance(presets, dict) and calib.get("ratios"):
+        # a --calibration fit written before the JSON recorded its presets: the bundle file it names
+        try:
+            presets = json.loads(Path(calib["ratios"]).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise NuskybgdError(f"{where}: fitted with the calibration bundle {calib['ratios']}, which cannot "
+                                f"be read ({exc})") from None
     if not isinstance(presets, dict):
         presets = load_ratios()
     try:

@@ -267,9 +267,11 @@ def with_added_lines(ratios, energies, width=ADDED_LINE_WIDTH):
         if not 0.0 < e < 165.0:
             raise NuskybgdError(f"added line at {e} keV: outside the response range (0-165 keV)")
         for name, c in comps.items():
-            old = c.get("A", {}).get("linee") if isinstance(c, dict) else None
-            if isinstance(old, (int, float)) and abs(float(old) - e) < 0.05:
-                raise NuskybgdError(f"added line at {e} keV: the model already has {name} at {old} keV")
+            for m in ("A", "B"):
+                old = c.get(m, {}).get("linee") if isinstance(c, dict) else None
+                if isinstance(old, (int, float)) and abs(float(old) - e) < 0.05:
+                    raise NuskybgdError(f"added line at {e} keV: the model already has {name} at {old} keV "
+                                        f"(FPM{m})")
         try:
             start = {m: [ADDED_LINE_START * float(v) for v in comps["apec"][m]["ifactors"]] for m in ("A", "B")}
         except (KeyError, TypeError, ValueError):

@@ -227,6 +227,9 @@ def test_added_lines_fitted_and_written(stack_dir, tmp_path):
         assert comps[name]["A"]["linee"] == pytest.approx(e, abs=0.05)
         ifac = comps[name]["A"]["ifactors"]
         assert all(v >= 0 for v in ifac) and (max(ifac) == 0 or min(ifac) > 0)  # never a 0 beside a > 0
+        apec = comps["apec"]["A"]["ifactors"]
+        # DET1-3 had no group: the fitted line/apec ratio of DET0 times their apec ifactors
+        assert [v / a for v, a in zip(ifac, apec)] == pytest.approx([ifac[0] / apec[0]] * 4, rel=1e-9, abs=1e-300)
         apec_b = component_presets("B").apec.ifactors
         assert comps[name]["B"]["ifactors"] == pytest.approx([1e-3 * v for v in apec_b], rel=1e-12)
     gain = json.loads((tmp_path / "cal" / index["epochs"][0]["files"]["gain"]["path"]).read_text())

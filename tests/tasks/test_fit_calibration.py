@@ -108,6 +108,11 @@ def test_added_lines_fit_and_spec(chain, tmp_path, capsys):
     assert not list(tmp_path.glob("bgd_x*"))
 
 
+def _state_of(d):
+    from nuskybgd.fitting.export import state_from_json
+    return state_from_json(d)
+
+
 def test_spec_uses_the_calibration_presets(chain, tmp_path):
     """After fit --calibration the source region is linked with the bundle's ifactors, not the shipped ones."""
     from nuskybgd.analysis.setup import load_fit, state_presets
@@ -132,6 +137,8 @@ def test_spec_uses_the_calibration_presets(chain, tmp_path):
                         savefile=str(tmp_path / "s1"), plot=False, caldb=chain["caldb"])
     d = json.loads((tmp_path / "fc.json").read_text())
     del d["info"]["presets"]
+    assert state_presets(_state_of(d)) == r  # an older JSON: the bundle it names
+    del d["info"]["calibration"]
     (tmp_path / "fc_shipped.json").write_text(json.dumps(d))
     shipped = run_spec(str(chain["info"]), str(tmp_path / "fc_shipped.json"), [str(reg)], [str(pha)],
                        savefile=str(tmp_path / "s2"), plot=False, caldb=chain["caldb"])
