@@ -48,7 +48,7 @@ from ..errors import NuskybgdError
 from ..constants import ARCMIN2_PIX
 from ..calib.auxil import load_ratios
 from ..calib.presets import component_presets, with_added_lines
-from .calibfit import CHANNEL_E0, CHANNEL_WIDTH, GroupSpectrum, fit_group
+from .calibfit import AUTO_BOOTSTRAP, AUTO_BOOTSTRAP_MAX_COUNTS, GroupSpectrum, bootstrap_replicas, fit_group
 
 __all__ = [
     "CALIBRATION_FORMAT",
@@ -139,6 +139,10 @@ class CalibTask:
     bootstrap: object = "auto"
     add_lines: tuple = ()
 
+    def __post_init__(self):
+        # one form (a tuple of floats) whatever the caller gave: tasks compare and hash it
+        object.__setattr__(self, "add_lines", tuple(float(e) for e in self.add_lines))
+
 
 def _check_module_det(module, det, where):
     if module not in ("A", "B"):
@@ -208,7 +212,7 @@ def load_stack_groups(stackdir, rmf=None, emin=3.0, emax=150.0, albedo=False, fi
                                exposure=float(g["exposure"]), area=float(g["area"]),
                                module_area=float(g["module_area"]), caldb=index.get("caldb"),
                                detabs_file=detabs_file, emin=emin, emax=emax, albedo=albedo, fit_gain=fit_gain,
-                               bootstrap=bootstrap, add_lines=tuple(float(e) for e in add_lines)))
+                               bootstrap=bootstrap, add_lines=add_lines))
     return tasks
 
 
@@ -303,7 +307,7 @@ def load_manifest(manifest, rmf, emin=3.0, emax=150.0, albedo=True, fit_gain=Tru
                                module=module, det=det, mode="occultation", exposure=expo, area=area,
                                module_area=marea, detabs_file=detabs_file, emin=emin, emax=emax, albedo=albedo,
                                fit_gain=fit_gain, bootstrap=bootstrap,
-                               add_lines=tuple(float(e) for e in add_lines)))
+                               add_lines=add_lines))
     keys = [(x.epoch, x.module, x.det) for x in tasks]
     if len(set(keys)) != len(keys):
         raise NuskybgdError(f"{manifest}: an (epoch, module, det) appears twice")
@@ -323,42 +327,6 @@ def _read_counts(path):
     if counts.size != 4096:
         raise NuskybgdError(f"{path}: {counts.size} channels; 4096 expected")
     return counts
-
-
-#: Replicas of ``bootstrap="auto"`` for a group with few counts.
-AUTO_BOOTSTRAP = 10
-#: Below this many counts in the band, ``bootstrap="auto"`` bootstraps the gain errors: on simulated
-#: 26,000-count stacks the curvature errors are ~2x too small; with 30x the counts they are right.
-AUTO_BOOTSTRAP_MAX_COUNTS = 2e5
-
-
-def bootstrap_replicas(bootstrap, counts):
-    """Number of replica fits for a group's gain errors.
-
-    Parameters
-    ----------
-    bootstrap : int or "auto"
-        A number (0: curvature errors) or ``"auto"``.
-    counts : float
-        Counts of the group in the fitted band.
-
-    Returns
-    -------
-    int
-        :data:`AUTO_BOOTSTRAP` for ``"auto"`` below
-        :data:`AUTO_BOOTSTRAP_MAX_COUNTS` counts, 0 above; else ``bootstrap``.
-
-    Raises
-    ------
-    NuskybgdError
-        Neither ``"auto"`` nor 0 or an integer of at least 3.
-    """
-    if bootstrap == "auto":
-        return AUTO_BOOTSTRAP if counts < AUTO_BOOTSTRAP_MAX_COUNTS else 0
-    if isinstance(bootstrap, bool) or not isinstance(bootstrap, (int, np.integer)) or bootstrap < 0 or \
-            0 < bootstrap < 3:
-        raise NuskybgdError(f"bootstrap {bootstrap!r}: use auto, 0 (curvature errors) or 3 or more replicas")
-    return int(bootstrap)
 
 
 def calibrate_group(task):
@@ -382,11 +350,10 @@ def calibrate_group(task):
     spec = GroupSpectrum(name=task.name, counts=counts, exposure=task.exposure, module=task.module, det=task.det,
                          rmf=_rmf(task.rmf), mode=task.mode, area=task.area, module_area=task.module_area,
                          detabs_file=task.detabs_file, caldb=task.caldb)
-    ratios = with_added_lines(load_ratios(), tuple(task.add_lines)) if task.add_lines else None
-    lo = CHANNEL_E0 + CHANNEL_WIDTH * np.arange(counts.size)
-    in_band = float(counts[(lo >= task.emin - 1e-9) & (lo + CHANNEL_WIDTH <= task.emax + 1e-9)].sum())
+    ratios = with_added_lines(load_ratios(), task.add_lines) if task.add_lines else None
+    seed = zlib.crc32(f"{task.epoch}|{task.module}|{task.det}|{task.name}".encode("utf-8"))
     fit = fit_group(spec, presets=ratios, emin=task.emin, emax=task.emax, fit_gain=task.fit_gain, albedo=task.albedo,
-                    bootstrap=bootstrap_replicas(task.bootstrap, in_band), seed=zlib.crc32(f"{task.epoch}|{task.module}|{task.det}|{task.name}".encode("utf-8")))
+                    bootstrap=task.bootstrap, seed=seed)
     return {
         "name": task.name, "epoch": task.epoch, "module": task.module, "det": task.det,
         "components": list(fit.components), "norms": [float(v) for v in fit.norms],
@@ -616,7 +583,7 @@ def calibrate(tasks, caldir, runner=None, clobber=False, version="1", plot=True)
     if runner is None:
         def runner(func, items):
             return [func(x) for x in items]
-    added = {tuple(float(e) for e in t.add_lines) for t in tasks}
+    added = {t.add_lines for t in tasks}
     if len(added) > 1:
         raise NuskybgdError("calibrate: the groups do not all add the same lines")
     added = added.pop()

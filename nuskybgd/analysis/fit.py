@@ -290,9 +290,8 @@ def prepare_fit(info, emin=3.0, emax=150.0, original_norms=False, statistic="cst
         ratios = bundle.ratios
         calib = {"caldir": str(calibration), "epoch": bundle.epoch, "start": bundle.start, "stop": bundle.stop,
                  "version": bundle.version, "observation_date": date, "ratios": str(bundle.ratios_path)}
-    energies = ()
-    if add_lines is not None and len(add_lines):
-        energies = parse_added_lines(add_lines) if isinstance(add_lines, str) else tuple(map(float, add_lines))
+    energies = parse_added_lines(add_lines)
+    if energies:
         ratios = with_added_lines(ratios, energies)
     arfs = [apbgd_arf(s.module, w.frac, caldb=caldb, rmf=s.rmf, detabs_file=detabs) for s, w in zip(spectra, weights)]
     return FitProblem(info=info, spectra=spectra, weights=weights, module_area=module_area, arfs=arfs,
@@ -544,8 +543,7 @@ def fit_background(bgdinfo, savefile="bgdparams", statistic="cstat", no_fit=Fals
         gain_start = parse_gain_start(gain_start)
     if isinstance(start, str):
         start = parse_start(start)
-    if isinstance(add_lines, str):
-        add_lines = parse_added_lines(add_lines)
+    add_lines = parse_added_lines(add_lines)  # checked before any work
     info = bgdinfo if isinstance(bgdinfo, BgdInfo) else load_bgdinfo(bgdinfo)
     names = output_names(savefile, len(info.bgfiles), plot)
     all_paths = [names[k] for k in ("xcm", "json", "sherpa", "log", "png") if names[k] is not None] + names["arfs"]

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..calib.auxil import load_ratios
 from ..errors import NuskybgdError
 from ..fitting.export import state_from_json
-from ..fitting.prepare import shape_presets
+from ..fitting.prepare import recorded_presets, shape_presets
 from ..fitting.weights import region_weights
 from ..io.bgdinfo import BgdInfo, load_bgdinfo
 from ..io.fitsfile import check_input_file, open_fits
@@ -166,18 +165,7 @@ def state_presets(state, where="fit"):
         The state's intbgd source has another number of lines than the
         presets (e.g. an XCM of a fit with added lines).
     """
-    info = state.info if isinstance(state.info, dict) else {}
-    presets = info.get("presets")
-    calib = info.get("calibration") if isinstance(info.get("calibration"), dict) else {}
-    if not isinstance(presets, dict) and calib.get("ratios"):
-        # a --calibration fit written before the JSON recorded its presets: the bundle file it names
-        try:
-            presets = json.loads(Path(calib["ratios"]).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise NuskybgdError(f"{where}: fitted with the calibration bundle {calib['ratios']}, which cannot "
-                                f"be read ({exc})") from None
-    if not isinstance(presets, dict):
-        presets = load_ratios()
+    presets = recorded_presets(state, where)
     try:
         n_lines = sum(1 for k in presets["models"][1]["components"] if k.startswith("lorentz"))
     except (KeyError, IndexError, TypeError):

@@ -285,13 +285,13 @@ def with_added_lines(ratios, energies, width=ADDED_LINE_WIDTH):
 
 
 def parse_added_lines(text):
-    """Parse the value of ``--add-lines``.
+    """Parse the value of ``--add-lines`` (or ``add_lines=``).
 
     Parameters
     ----------
-    text : str or None
-        ``None`` (no lines), ``"K-alpha"`` (:data:`K_ALPHA_LINES`) or
-        comma-separated energies in keV.
+    text : str or sequence of float or None
+        ``None`` (no lines), ``"K-alpha"`` (:data:`K_ALPHA_LINES`),
+        comma-separated energies in keV, or the energies themselves.
 
     Returns
     -------
@@ -308,8 +308,8 @@ def parse_added_lines(text):
     if text == "K-alpha":
         return K_ALPHA_LINES
     try:
-        out = tuple(float(x) for x in str(text).split(","))
-    except ValueError:
+        out = tuple(float(x) for x in (str(text).split(",") if isinstance(text, str) else text))
+    except (TypeError, ValueError):
         raise NuskybgdError(f"--add-lines {text}: give energies in keV, e.g. 6.4,7.47") from None
     if not all(0.0 < e < 165.0 for e in out):
         raise NuskybgdError(f"--add-lines {text}: energies must lie between 0 and 165 keV")

@@ -10,12 +10,14 @@ weighted DETABS) and the folded templates of every norm-carrying component.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..calib.auxil import load_ratios
 from ..calib.presets import LinePreset, component_presets
 from ..errors import NuskybgdError
 from ..io.events import check_module
@@ -27,7 +29,7 @@ from .data import SpectrumData, bin_mask_from_energy, group_ids
 from .weights import region_weights
 
 __all__ = ["LoadedSpectrum", "load_spectra", "compute_weights", "spectrum_data", "ignore_ranges",
-           "shape_presets"]
+           "shape_presets", "recorded_presets"]
 
 log = logging.getLogger("nuskybgd")
 
@@ -231,6 +233,42 @@ def spectrum_data(s, templates, emin, emax):
     return SpectrumData(counts=s.counts, templates=templates, ids=ids, noticed=noticed, name=str(s.path))
 
 
+def recorded_presets(state, where="fit"):
+    """The ratios.json content a fitted state was made with.
+
+    Parameters
+    ----------
+    state : FitState
+        A fitted state (from the fit JSON, an XCM or memory).
+    where : str
+        Name of the fit file, for messages.
+
+    Returns
+    -------
+    dict
+        The presets recorded in the state (a fit with ``--calibration`` or
+        ``--add-lines``), else those of the calibration bundle it names (a fit
+        JSON written before the presets were recorded), else the shipped
+        bundle's.
+
+    Raises
+    ------
+    NuskybgdError
+        The calibration bundle named by the state cannot be read.
+    """
+    info = state.info if isinstance(state.info, dict) else {}
+    if isinstance(info.get("presets"), dict):
+        return info["presets"]
+    calib = info.get("calibration") if isinstance(info.get("calibration"), dict) else {}
+    if calib.get("ratios"):
+        try:
+            return json.loads(Path(calib["ratios"]).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise NuskybgdError(f"{where}: fitted with the calibration bundle {calib['ratios']}, which cannot "
+                                f"be read ({exc})") from None
+    return load_ratios()
+
+
 def shape_presets(state, group, module):
     """Presets of one module with the shape values of a state's data group.
 
@@ -249,8 +287,7 @@ def shape_presets(state, group, module):
         break replaced by the state's values, so that templates folded with
         them describe the state.
     """
-    recorded = state.info.get("presets") if isinstance(state.info, dict) else None
-    pre = component_presets(module, recorded if isinstance(recorded, dict) else None)
+    pre = component_presets(module, recorded_presets(state))
 
     def val(name, ipar):
         src = state.source(name)

@@ -63,18 +63,13 @@ def add_arguments(parser):
 
 def run(args):
     """Run ``nuskybgd calibrate``."""
-    from ..analysis.calibrate import calibrate, load_manifest, load_stack_groups
+    from ..analysis.calibrate import bootstrap_replicas, calibrate, load_manifest, load_stack_groups
     from ..analysis.executor import make_runner
-    from ..errors import NuskybgdError
-    bootstrap = args.bootstrap
-    if bootstrap != "auto":
-        try:
-            bootstrap = int(bootstrap)
-        except ValueError:
-            bootstrap = -1
-        if bootstrap < 0 or 0 < bootstrap < 3:
-            raise NuskybgdError(f"--bootstrap {args.bootstrap}: use auto, 0 (curvature errors) or 3 or more "
-                                "replicas")
+    try:
+        bootstrap = "auto" if args.bootstrap == "auto" else int(args.bootstrap)
+    except ValueError:
+        bootstrap = args.bootstrap
+    bootstrap_replicas(bootstrap, 0.0, "--bootstrap")  # checked before the cluster starts
     from ..calib.presets import parse_added_lines
     add_lines = parse_added_lines(args.add_lines)
     # an external scheduler is checked before the stack is read (an unreachable one is reported at once)
