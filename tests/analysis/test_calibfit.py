@@ -48,11 +48,27 @@ def test_apply_gain_moves_a_line():
     assert np.sum(g * e) / 10.0 == pytest.approx(0.99 * 41.62 + 0.05, abs=0.02)
 
 
-def test_remap_cumulative_is_apply_gain():
-    t = np.random.default_rng(3).random((4, 4096))
+def _overlap_reference(t, slope, offset):
+    """Counts uniform inside each nominal channel, summed over the overlap with each recorded channel."""
+    n = t.size
+    edges = 1.6 + 0.04 * np.arange(n + 1)
+    pos = np.clip(((edges - offset) / slope - 1.6) / 0.04, 0.0, n)
+    out = np.zeros(n)
+    for j in range(n):
+        for c in range(n):
+            out[j] += max(0.0, min(pos[j + 1], c + 1) - max(pos[j], c)) * t[c]
+    return out
+
+
+def test_remap_cumulative_against_channel_overlaps():
+    """The cumulative-count remap equals a direct overlap sum (independent reference), rows at once."""
+    t = np.random.default_rng(3).random((3, 60))
     cum = cumulative_counts(t)
-    for slope, offset in ((1.0, 0.0), (0.987, 0.13), (1.012, -0.4)):
-        assert np.array_equal(remap_cumulative(cum, slope, offset), apply_gain(t, slope, offset))
+    for slope, offset in ((1.0, 0.0), (0.987, 0.13), (1.012, -0.4), (0.95, 0.02)):
+        got = remap_cumulative(cum, slope, offset)
+        for row, g in zip(t, got):
+            np.testing.assert_allclose(g, _overlap_reference(row, slope, offset), rtol=1e-12, atol=1e-12)
+        assert np.array_equal(got, apply_gain(t, slope, offset))
 
 
 def _simulated_group(caldb_root, slope=0.992, seed=5):
